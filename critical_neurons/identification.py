@@ -1,0 +1,186 @@
+"""Stage 2: the shortest prefix of a ranking whose masking raises perplexity by a chosen factor."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+from tqdm.auto import tqdm
+from transformers import PreTrainedModel
+
+from critical_neurons.errors import UsageError
+from critical_neurons.masking import NeuronMasker, validate_channels
+from critical_neurons.perplexity import LN10, exp_or_inf, sequence_nll
+from critical_neurons.records import Channel, NeuronRecord, distinct_channels
+
+logger = logging.getLogger(__name__)
+
+MAGNITUDE_EXCEEDED = "magnitude_increase_exceeded"
+ALL_MASKED = "all_neurons_masked"
+MAX_STEPS = "max_steps_reached"
+NON_FINITE = "non_finite_perplexity"
+
+
+@dataclass
+class MaskingStep:
+    step: int
+    neurons_masked: int
+    distinct_channels: int
+    log10_perplexity: float  # nan when the loss was not finite
+
+    def magnitude(self, baseline_log10: float) -> float:
+        return self.log10_perplexity - baseline_log10
+
+    def to_dict(self, baseline_log10: float) -> dict:
+        magnitude = self.magnitude(baseline_log10)
+        return {
+            "step": self.step,
+            "neurons_masked": self.neurons_masked,
+            "distinct_channels": self.distinct_channels,
+            "masked_perplexity": exp_or_inf(self.log10_perplexity * LN10),
+            "log10_perplexity": self.log10_perplexity,
+            "magnitude_increase": magnitude,
+            "perplexity_ratio": exp_or_inf(magnitude * LN10),
+        }
+
+
+@dataclass
+class CriticalSet:
+    """What stage 2 found: the step records, the stopping reason and the critical prefix."""
+
+    baseline_log10_perplexity: float
+    steps: list[MaskingStep]
+    stopping_reason: str
+    records: list[NeuronRecord]
+    forward_passes: int
+    pruned_channels: list[Channel] | None = None
+    pruned_log10_perplexity: float | None = None
+    prefixes_evaluated: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.prefixes_evaluated = len(self.steps)
+
+    @property
+    def channels(self) -> list[Channel]:
+        return distinct_channels(self.records)
+
+
+class PrefixScorer:
+    """log10 perplexity of one text under several channel sets, one batch row per set."""
+
+    def __init__(self, model: PreTrainedModel, input_ids: torch.Tensor):
+        self.model = model
+        self.input_ids = input_ids.reshape(1, -1)
+        if self.input_ids.shape[1] < 2:
+            raise UsageError("--test_text", "needs at least 2 tokens to have a perplexity", "pass a longer text")
+        self.forward_passes = 0
+
+    def log10_perplexities(self, channel_sets: Sequence[Sequence[Channel]]) -> list[float]:
+        rows = self.input_ids.expand(len(channel_sets), -1)
+        with NeuronMasker.per_row(self.model, channel_sets, validate=False):
+            nll, counts = sequence_nll(self.model, rows)
+        self.forward_passes += 1
+        mean_loss = nll / counts.double()
+        return [value / LN10 if math.isfinite(value) else math.nan for value in mean_loss.tolist()]
+
+
+def prefix_lengths(records: Sequence[NeuronRecord], step_size: int, by_channel: bool) -> list[int]:
+    """Record counts to evaluate: every ``step_size`` records, or (channel scan) every ``step_size`` new channels.
+
+    The channel scan skips prefixes that only add a position of an already-masked channel: masking
+    ignores positions, so those prefixes give the same perplexity as the shorter one.
+    """
+    if not by_channel:
+        return [min(end, len(records)) for end in range(step_size, len(records) + step_size, step_size)]
+    seen: set[Channel] = set()
+    introduces = []
+    for index, record in enumerate(records):
+        if record.channel not in seen:
+            seen.add(record.channel)
+            introduces.append(index + 1)
+    lengths = introduces[step_size - 1 :: step_size]
+    if lengths[-1] != introduces[-1]:
+        lengths.append(introduces[-1])
+    return lengths
+
+
+def critical_prefix(
+    model: PreTrainedModel,
+    input_ids: torch.Tensor,
+    records: Sequence[NeuronRecord],
+    *,
+    step_size: int = 1,
+    max_magnitude: float = 1.0,
+    max_steps: int = 1000,
+    batch_size: int = 8,
+    by_channel: bool = False,
+    prune: bool = False,
+    progress: bool = True,
+) -> CriticalSet:
+    """Grow the masked prefix until log10(ppl / baseline) >= ``max_magnitude``.
+
+    The step records equal the reference's sequential search: prefixes run in batches (one row per
+    prefix, each with its own mask) whose size grows 1, 2, 4, ... up to ``batch_size``, so a search
+    that stops at step 1 costs one masked pass, and a long one costs ~steps / batch_size passes.
+    A non-finite masked loss counts as collapse, with its own stopping reason.
+    """
+    if step_size < 1:
+        raise UsageError("--step_size", f"must be at least 1, got {step_size}", "use e.g. 1")
+    if max_steps < 1:
+        raise UsageError("--max_steps", f"must be at least 1, got {max_steps}", "use e.g. 1000")
+    if batch_size < 1:
+        raise UsageError("--batch_size", f"must be at least 1, got {batch_size}", "use e.g. 8")
+    validate_channels(model, set(distinct_channels(records)))
+    scorer = PrefixScorer(model, input_ids)
+    (baseline,) = scorer.log10_perplexities([[]])
+    if not math.isfinite(baseline):
+        raise UsageError("--test_text", "the unmasked model gives a non-finite perplexity on this text", "check --dtype (try float32 or bfloat16)")
+    lengths = prefix_lengths(records, step_size, by_channel)[:max_steps]
+    steps: list[MaskingStep] = []
+    reason = None
+    chunk = 1
+    bar = tqdm(total=len(lengths), desc="Masking steps", disable=not progress)
+    while reason is None:
+        todo = lengths[len(steps) : len(steps) + chunk]
+        channel_sets = [distinct_channels(records[:length]) for length in todo]
+        for length, channels, value in zip(todo, channel_sets, scorer.log10_perplexities(channel_sets)):
+            steps.append(MaskingStep(len(steps) + 1, length, len(channels), value))
+            bar.update(1)
+            logger.debug("Step %d: %d records (%d channels) -> log10 ppl %.3f", len(steps), length, len(channels), value)
+            if not math.isfinite(value):
+                reason = NON_FINITE
+            elif value - baseline >= max_magnitude:
+                reason = MAGNITUDE_EXCEEDED
+            elif length == len(records):
+                reason = ALL_MASKED
+            elif len(steps) == len(lengths):
+                reason = MAX_STEPS
+            if reason:
+                break
+        chunk = min(chunk * 2, batch_size)
+    bar.close()
+    result = CriticalSet(baseline, steps, reason, list(records[: steps[-1].neurons_masked]), scorer.forward_passes)
+    if prune and reason in (MAGNITUDE_EXCEEDED, NON_FINITE):
+        result.pruned_channels, result.pruned_log10_perplexity = prune_channels(scorer, result.channels, baseline, max_magnitude)
+    return result
+
+
+def prune_channels(scorer: PrefixScorer, channels: list[Channel], baseline: float, max_magnitude: float) -> tuple[list[Channel], float]:
+    """Drop channels, last-ranked first, while masking the rest still reaches the threshold."""
+
+    def collapses(value: float) -> bool:
+        return not math.isfinite(value) or value - baseline >= max_magnitude
+
+    kept = list(channels)
+    (current,) = scorer.log10_perplexities([kept])
+    for channel in reversed(channels):
+        if len(kept) == 1:
+            break
+        trial = [c for c in kept if c != channel]
+        (value,) = scorer.log10_perplexities([trial])
+        if collapses(value):
+            kept, current = trial, value
+    return kept, current

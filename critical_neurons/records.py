@@ -1,0 +1,65 @@
+"""Neuron records (ranked entries) and channels (distinct neurons)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterable, NamedTuple
+
+
+class Channel(NamedTuple):
+    """A distinct neuron: one output channel of one module, named as ``named_modules()`` prints it."""
+
+    layer_name: str
+    hidden_idx: int
+
+
+@dataclass(frozen=True)
+class NeuronRecord:
+    """One ranked (module, position, channel) entry.
+
+    The score sits under ``activation_diff`` in files whatever the method, as in the reference.
+    Masking ignores ``seq_idx`` (the reference zeroes the whole channel at every position), so
+    several records can name the same :class:`Channel`.
+    """
+
+    layer_name: str
+    seq_idx: int
+    hidden_idx: int
+    score: float
+    batch_idx: int = 0
+
+    @property
+    def channel(self) -> Channel:
+        return Channel(self.layer_name, self.hidden_idx)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "layer_name": self.layer_name,
+            "batch_idx": self.batch_idx,
+            "seq_idx": self.seq_idx,
+            "hidden_idx": self.hidden_idx,
+            "activation_diff": self.score,
+        }
+
+    @classmethod
+    def from_dict(cls, entry: dict[str, Any]) -> NeuronRecord:
+        return cls(
+            layer_name=str(entry["layer_name"]),
+            seq_idx=int(entry.get("seq_idx", 0)),
+            hidden_idx=int(entry["hidden_idx"]),
+            score=float(entry.get("activation_diff", 0.0)),
+            batch_idx=int(entry.get("batch_idx", 0)),
+        )
+
+
+def distinct_channels(records: Iterable[NeuronRecord]) -> list[Channel]:
+    """Channels in order of first appearance (duplicates from other positions dropped)."""
+    return list(dict.fromkeys(record.channel for record in records))
+
+
+def channels_by_site(channels: Iterable[Channel]) -> dict[str, list[int]]:
+    """Group channels by module name, keeping first-appearance order."""
+    grouped: dict[str, list[int]] = {}
+    for layer_name, hidden_idx in channels:
+        grouped.setdefault(layer_name, []).append(hidden_idx)
+    return grouped
