@@ -1,0 +1,1 @@
+"""Benchmark-specific parts (data, prompt, extraction, metric), one module per benchmark."""

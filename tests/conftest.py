@@ -1,0 +1,103 @@
+"""Shared fixtures: tiny config-built models saved to disk (so the real loading path runs) and the real default model."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import (
+    AutoModelForCausalLM,
+    Gemma2Config,
+    Gemma3TextConfig,
+    GemmaConfig,
+    GPT2Config,
+    LlamaConfig,
+    MistralConfig,
+    Phi3Config,
+    PreTrainedTokenizerFast,
+    Qwen2Config,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_MODEL = ROOT / "models" / "smollm2-135m"
+CORPUS = [
+    "Later reviews were more positive. In just over 29 minutes, Bookends is stunning in its vision.",
+    "The polar bear is a large carnivorous mammal native to the Arctic. It hunts seals on the sea ice.",
+    "def add(a, b):\n    return a + b\n\nThe answer is (B). 1,000 apples cost $3.50 each; 1/2 = 0.5.",
+    "Question: What is the capital of France?\nAnswer: Paris. Les ours polaires chassent les phoques.",
+]
+
+
+def build_tokenizer(path: Path) -> PreTrainedTokenizerFast:
+    """A byte-level BPE trained in milliseconds on a few sentences: real tokenizer code, no download."""
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=320, special_tokens=["<|endoftext|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tokenizer.train_from_iterator(CORPUS, trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token="<|endoftext|>", bos_token="<|endoftext|>")
+    fast.save_pretrained(path)
+    return fast
+
+
+TINY = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2)
+TINY_CONFIGS = {
+    "llama": lambda vocab: LlamaConfig(vocab_size=vocab, **TINY),
+    "qwen2": lambda vocab: Qwen2Config(vocab_size=vocab, **TINY),
+    "mistral": lambda vocab: MistralConfig(vocab_size=vocab, **TINY),
+    "phi3": lambda vocab: Phi3Config(vocab_size=vocab, **TINY),
+    "gemma": lambda vocab: GemmaConfig(vocab_size=vocab, head_dim=8, **TINY),
+    "gemma2": lambda vocab: Gemma2Config(vocab_size=vocab, head_dim=8, **TINY),
+    "gemma3": lambda vocab: Gemma3TextConfig(vocab_size=vocab, head_dim=8, sliding_window=8, **TINY),
+    "gpt2": lambda vocab: GPT2Config(vocab_size=vocab, n_embd=32, n_layer=2, n_head=4, n_positions=256),
+}
+
+
+def save_tiny_model(family: str, path: Path, seed: int = 0) -> Path:
+    tokenizer = build_tokenizer(path)
+    torch.manual_seed(seed)
+    config = TINY_CONFIGS[family](len(tokenizer))
+    config.bos_token_id = config.eos_token_id = config.pad_token_id = tokenizer.eos_token_id
+    model = AutoModelForCausalLM.from_config(config)
+    # Random init is tiny; scale weights up so activations and losses differ visibly between channels.
+    with torch.no_grad():
+        for parameter in model.parameters():
+            if parameter.dim() == 2:
+                parameter.normal_(0, 0.2)
+    model.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model_path(tmp_path_factory):
+    """Factory: tiny_model_path("llama") -> folder with a saved random model and tokenizer."""
+    cache: dict[str, Path] = {}
+
+    def make(family: str = "llama") -> Path:
+        if family not in cache:
+            cache[family] = save_tiny_model(family, tmp_path_factory.mktemp(f"tiny-{family}"))
+        return cache[family]
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def default_model_path() -> Path:
+    """The real SmolLM2-135M folder prepared by models/prepare_default_model.py (CI prepares it first)."""
+    if not (DEFAULT_MODEL / "config.json").is_file():
+        subprocess.run([sys.executable, str(ROOT / "models" / "prepare_default_model.py")], check=True)
+    return DEFAULT_MODEL
+
+
+def run_script(script: str, *args: str, check: bool = False) -> subprocess.CompletedProcess:
+    """Run a project script as a user would; returns the completed process (text output)."""
+    env = dict(os.environ, TOKENIZERS_PARALLELISM="false")
+    result = subprocess.run([sys.executable, str(ROOT / script), *map(str, args)], capture_output=True, text=True, env=env, cwd=ROOT)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{script} failed ({result.returncode}):\n{result.stderr[-3000:]}")
+    return result
