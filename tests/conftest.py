@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
 import os
+import runpy
 import subprocess
 import sys
 from pathlib import Path
@@ -94,10 +98,32 @@ def default_model_path() -> Path:
     return DEFAULT_MODEL
 
 
-def run_script(script: str, *args: str, check: bool = False) -> subprocess.CompletedProcess:
-    """Run a project script as a user would; returns the completed process (text output)."""
-    env = dict(os.environ, TOKENIZERS_PARALLELISM="false")
-    result = subprocess.run([sys.executable, str(ROOT / script), *map(str, args)], capture_output=True, text=True, env=env, cwd=ROOT)
+def run_script(script: str, *args: str, check: bool = False, in_process: bool = True) -> subprocess.CompletedProcess:
+    """Run a project script as a user would, with its flags; returns returncode, stdout and stderr.
+
+    In-process (``runpy`` with ``sys.argv`` set, as ``python script.py`` does) by default, which saves
+    the few seconds of importing torch and transformers per call; ``in_process=False`` spawns Python.
+    """
+    argv = [str(ROOT / script), *map(str, args)]
+    if in_process:
+        stdout, stderr = io.StringIO(), io.StringIO()
+        returncode = 0
+        saved_argv, saved_cwd = sys.argv, os.getcwd()
+        try:
+            sys.argv = argv
+            os.chdir(ROOT)
+            with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+                runpy.run_path(argv[0], run_name="__main__")
+        except SystemExit as exit_:
+            returncode = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+        finally:
+            sys.argv = saved_argv
+            os.chdir(saved_cwd)
+            logging.getLogger().handlers.clear()
+        result = subprocess.CompletedProcess(argv, returncode, stdout.getvalue(), stderr.getvalue())
+    else:
+        env = dict(os.environ, TOKENIZERS_PARALLELISM="false")
+        result = subprocess.run([sys.executable, *argv], capture_output=True, text=True, env=env, cwd=ROOT)
     if check and result.returncode != 0:
         raise AssertionError(f"{script} failed ({result.returncode}):\n{result.stderr[-3000:]}")
     return result

@@ -33,3 +33,23 @@ def mean(values: Iterable[float]) -> float | None:
 def rate(details: Sequence[dict[str, Any]], key: str) -> float | None:
     """Fraction of samples whose ``key`` is truthy."""
     return mean(float(bool(detail.get(key))) for detail in details)
+
+
+def answer_letters(text: str, letters: str, lead: str = r"the\s+answer\s+is") -> list[str]:
+    """Option letters stated right after ``lead`` (e.g. "The answer is (X)"), upper-cased, in order of appearance.
+
+    The phrase matches in any case and "(c)" in any case, but a bare letter only in upper case and
+    as a whole word: the reference upper-cased the text first, so "the answer is always" read as A
+    and "is because" as B. A bare "I" followed by a lower-case word is the pronoun ("is I think").
+    ``letters`` is a regex class body such as ``A-J``.
+    """
+    pattern = rf"(?i:{lead})\s*:?\s*\**\s*(?:\(((?i:[{letters}]))\)|([{letters}])(?![\w'])(?!(?<=I)\s+[a-z]))"
+    return [(enclosed or bare).upper() for enclosed, bare in re.findall(pattern, text)]
+
+
+def group_accuracy(details: Sequence[dict[str, Any]], key: str, correct_key: str = "is_correct") -> dict[str, dict[str, Any]]:
+    """``{group: {accuracy, correct, total}}`` per value of ``key`` (category, subject, language), sorted by name."""
+    groups: dict[str, list[bool]] = {}
+    for detail in details:
+        groups.setdefault(str(detail.get(key)), []).append(bool(detail.get(correct_key)))
+    return {name: {"accuracy": mean(map(float, flags)), "correct": sum(flags), "total": len(flags)} for name, flags in sorted(groups.items())}

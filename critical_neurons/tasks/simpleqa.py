@@ -1,0 +1,103 @@
+"""SimpleQA: the reference's direct-answer prompt, first line of the response, lexical metrics (no LLM grader offline)."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections import Counter
+from functools import partial
+from typing import Any
+
+from critical_neurons.data import load_rows, require_fields
+from critical_neurons.evaluation import GenerativeTask
+from critical_neurons.tasks.common import mean, rate
+
+HUB = "basicv8vc/SimpleQA"
+FIELDS = ("problem", "answer")
+TEMPLATES = (
+    "Answer the following question with only the direct answer. Do not provide explanations, reasoning, or additional text.\n\nQuestion: {question}\nAnswer:",
+    "Question: {question}\nProvide only the answer without any explanation:\nAnswer:",
+    "{question}\n\nGive me just the answer:",
+    "Q: {question}\nA:",
+)
+GRADER_NOTE = (
+    "no LLM grader offline: the official SimpleQA grades correct/incorrect/not-attempted with GPT-4; "
+    "these are lexical metrics (normalised exact match, gold contained in the answer, token F1)"
+)
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+_LONG_RUN = re.compile(r"(.)\1{10,}")
+
+
+def load_samples(source: str | None = None, split: str = "test") -> list[dict[str, Any]]:
+    rows = load_rows(source or HUB, split=split)
+    require_fields(rows, FIELDS, source or HUB)
+    return [{"id": index, "question": str(row["problem"]), "answer": str(row["answer"]).strip()} for index, row in enumerate(rows)]
+
+
+def build_prompt(sample: dict[str, Any], template_idx: int = 0) -> str:
+    """One of the reference's four templates, verbatim; template 0 is its default."""
+    return TEMPLATES[template_idx].format(question=sample["question"])
+
+
+def extract_answer(text: str) -> str | None:
+    """The first line of the stripped response (the reference's), None when the response is empty."""
+    stripped = text.strip()
+    return stripped.splitlines()[0].strip() if stripped else None
+
+
+def normalize(text: str) -> str:
+    """Lower case, no punctuation, no articles, single spaces (SQuAD's answer normalisation, Unicode-aware)."""
+    text = "".join(" " if unicodedata.category(char).startswith("P") else char for char in text.lower())
+    return " ".join(_ARTICLES.sub(" ", text).split())
+
+
+def token_f1(prediction: str, gold: str) -> float:
+    """F1 of the normalised token multisets (SQuAD)."""
+    predicted, expected = normalize(prediction).split(), normalize(gold).split()
+    common = sum((Counter(predicted) & Counter(expected)).values())
+    if not common:
+        return 0.0
+    precision, recall = common / len(predicted), common / len(expected)
+    return 2 * precision * recall / (precision + recall)
+
+
+def is_meaningful_loose(response: str) -> bool:
+    """The reference's looser SimpleQA filter (short answers such as "1988" pass), reported as a diagnostic."""
+    text = response.strip()
+    if not any(char.isalnum() for char in text):
+        return False
+    if len(text) > 3 and len(set(text.lower())) < 2:
+        return False
+    return not _LONG_RUN.search(text)
+
+
+def score(sample: dict[str, Any], response: str) -> dict[str, Any]:
+    extracted = extract_answer(response)
+    answer = extracted or ""
+    gold = normalize(sample["answer"])
+    predicted = normalize(answer)
+    return {
+        "id": sample["id"],
+        "question": sample["question"],
+        "extracted_answer": extracted,
+        "gold": sample["answer"],
+        "exact_match": bool(gold) and predicted == gold,
+        "gold_contained": bool(gold) and f" {gold} " in f" {predicted} ",
+        "token_f1": token_f1(answer, sample["answer"]),
+        "is_meaningful": is_meaningful_loose(answer),
+    }
+
+
+def aggregate(details: list[dict[str, Any]]) -> dict[str, Any]:
+    """Rates over all samples (the reference divided by "meaningful" responses only)."""
+    return {
+        "exact_match_rate": rate(details, "exact_match"),
+        "gold_contained_rate": rate(details, "gold_contained"),
+        "token_f1": mean(detail["token_f1"] for detail in details),
+        "answered_rate": mean(float(bool(detail["extracted_answer"])) for detail in details),
+        "meaningful_response_rate": rate(details, "is_meaningful"),
+    }
+
+
+def task(template_idx: int = 0) -> GenerativeTask:
+    return GenerativeTask(build_prompt=partial(build_prompt, template_idx=template_idx), score=score, aggregate=aggregate)

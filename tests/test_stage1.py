@@ -1,0 +1,124 @@
+"""Stage 1: the fast engine equals a slow, obviously-correct per-sample computation."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from critical_neurons.importance import SCORE_THRESHOLD, perturbation_importance
+from critical_neurons.models import load_model
+from critical_neurons.sites import candidate_sites
+
+TEXT = "Later reviews were more positive. In just over 29 minutes, Bookends is stunning in its vision."
+
+
+def slow_reference(model, input_ids, noise_scale, num_samples, seed, top_n):
+    """One noisy pass at a time through the full model, every element visited in Python."""
+    names = candidate_sites(model)
+    modules = dict(model.named_modules())
+    outputs: dict[str, torch.Tensor] = {}
+    order: list[str] = []
+
+    def hook(name):
+        def record(module, inputs, output):
+            if isinstance(output, torch.Tensor) and output.dim() == 3:
+                outputs[name] = output[0].detach().float().clone()
+                if name not in order:
+                    order.append(name)
+
+        return record
+
+    handles = [modules[name].register_forward_hook(hook(name)) for name in names]
+    try:
+        with torch.no_grad():
+            model(input_ids=input_ids)
+            clean = dict(outputs)
+            sums = {name: torch.zeros_like(value) for name, value in clean.items()}
+            embeddings = model.get_input_embeddings()(input_ids)
+            generator = torch.Generator().manual_seed(seed)
+            for _ in range(num_samples):
+                noise = torch.randn(tuple(embeddings.shape[1:]), generator=generator)
+                model(inputs_embeds=embeddings + noise_scale * noise)
+                for name in order:
+                    sums[name] = sums[name] + (outputs[name] - clean[name]).abs()
+    finally:
+        for handle in handles:
+            handle.remove()
+    records = []
+    for name in order:
+        score = sums[name] / num_samples
+        for seq in range(score.shape[0]):
+            for channel in range(score.shape[1]):
+                value = score[seq, channel].item()
+                if value > SCORE_THRESHOLD:
+                    records.append((name, seq, channel, value))
+    records.sort(key=lambda record: -record[3])  # stable: ties keep site, position, channel order
+    return records[:top_n], len(records)
+
+
+@pytest.mark.parametrize("family", ["llama", "gemma3", "gpt2"])
+def test_fast_engine_matches_slow_reference(tiny_model_path, family):
+    model, tokenizer = load_model(str(tiny_model_path(family)))
+    input_ids = tokenizer(TEXT, return_tensors="pt").input_ids
+    expected, expected_total = slow_reference(model, input_ids, noise_scale=5.0, num_samples=6, seed=42, top_n=300)
+    ranking = perturbation_importance(model, input_ids, noise_scale=5.0, num_samples=6, batch_size=4, top_n=300, seed=42, progress=False)
+    assert ranking.total_candidates == expected_total
+    assert [(r.layer_name, r.seq_idx, r.hidden_idx) for r in ranking.records] == [record[:3] for record in expected]
+    assert [r.score for r in ranking.records] == pytest.approx([record[3] for record in expected], rel=1e-5)
+
+
+def test_gemma3_four_dimensional_norms_are_skipped_not_fatal(tiny_model_path):
+    model, tokenizer = load_model(str(tiny_model_path("gemma3")))
+    ranking = perturbation_importance(model, tokenizer(TEXT, return_tensors="pt").input_ids, num_samples=2, progress=False)
+    assert "model.layers.0.self_attn.q_norm" in ranking.skipped_sites
+    assert not any("q_norm" in site or "k_norm" in site for site in ranking.sites)
+    assert ranking.records
+
+
+@pytest.mark.parametrize("family", ["llama", "gpt2"])
+def test_ranking_does_not_depend_on_batch_size(tiny_model_path, family):
+    model, tokenizer = load_model(str(tiny_model_path(family)))
+    input_ids = tokenizer(TEXT, return_tensors="pt").input_ids
+    one = perturbation_importance(model, input_ids, num_samples=8, batch_size=1, top_n=500, progress=False)
+    eight = perturbation_importance(model, input_ids, num_samples=8, batch_size=8, top_n=500, progress=False)
+    three = perturbation_importance(model, input_ids, num_samples=8, batch_size=3, top_n=500, progress=False)
+    assert one.records == eight.records == three.records
+
+
+def test_seed_changes_the_noise(tiny_model_path):
+    model, tokenizer = load_model(str(tiny_model_path("llama")))
+    input_ids = tokenizer(TEXT, return_tensors="pt").input_ids
+    first = perturbation_importance(model, input_ids, num_samples=3, seed=1, top_n=50, progress=False)
+    second = perturbation_importance(model, input_ids, num_samples=3, seed=2, top_n=50, progress=False)
+    assert [r.score for r in first.records] != [r.score for r in second.records]
+
+
+def test_modules_regex_narrows_and_extends(tiny_model_path):
+    model, _ = load_model(str(tiny_model_path("gemma3")))
+    assert candidate_sites(model, "down_proj") == ["model.layers.0.mlp.down_proj", "model.layers.1.mlp.down_proj"]
+    default = candidate_sites(model)
+    extended = candidate_sites(model, "+post_feedforward_layernorm")
+    assert set(extended) - set(default) == {"model.layers.0.post_feedforward_layernorm", "model.layers.1.post_feedforward_layernorm"}
+
+
+def test_llama_sites_are_the_references_nine_per_layer(tiny_model_path):
+    model, _ = load_model(str(tiny_model_path("llama")))
+    layer0 = [name.removeprefix("model.layers.0.") for name in candidate_sites(model) if name.startswith("model.layers.0.")]
+    assert sorted(layer0) == sorted(
+        ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj", "post_attention_layernorm",
+         "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj", "mlp.act_fn"]
+    )
+
+
+def test_gpt2_attention_is_covered_and_dropout_is_not(tiny_model_path):
+    model, _ = load_model(str(tiny_model_path("gpt2")))
+    sites = candidate_sites(model)
+    assert "transformer.h.0.attn.c_attn" in sites and "transformer.h.0.attn.c_proj" in sites
+    assert not any("dropout" in site for site in sites)
+
+
+@pytest.mark.parametrize("family", ["qwen2", "mistral", "phi3", "gemma", "gemma2"])
+def test_other_families_run(tiny_model_path, family):
+    model, tokenizer = load_model(str(tiny_model_path(family)))
+    ranking = perturbation_importance(model, tokenizer(TEXT, return_tensors="pt").input_ids, num_samples=2, top_n=20, progress=False)
+    assert len(ranking.records) == 20 and ranking.sites
