@@ -37,6 +37,7 @@ def main() -> None:
 
     model, tokenizer = load_model(args.model_path, args.dtype, args.device_map, args.trust_remote_code)
     input_ids = encode_text(tokenizer, args.input_text, "--input_text")
+    compute_started = time.time()
     ranking = perturbation_importance(
         model,
         input_ids,
@@ -47,6 +48,7 @@ def main() -> None:
         seed=args.seed,
         modules=args.modules,
     )
+    compute_s = round(time.time() - compute_started, 3)
     logger.info("Found %d records above threshold; writing the top %d (%d distinct channels)", ranking.total_candidates, len(ranking.records), ranking.num_distinct_channels)
     for rank, record in enumerate(ranking.records[:10], start=1):
         logger.info("Rank %d: %s channel %d position %d, activation diff %.6g", rank, record.layer_name, record.hidden_idx, record.seq_idx, record.score)
@@ -65,7 +67,7 @@ def main() -> None:
             "skipped_sites": ranking.skipped_sites,
             "non_finite_scores": ranking.non_finite_scores,
             "model_info": model_info(model, args.model_path),
-            "metadata": run_metadata(vars(args), started),
+            "metadata": run_metadata(vars(args), started, compute_s=compute_s),
         },
     )
     logger.info("Wrote %s", output)

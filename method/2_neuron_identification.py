@@ -42,6 +42,7 @@ def main() -> None:
 
     model, tokenizer = load_model(args.model_path, args.dtype, args.device_map, args.trust_remote_code)
     input_ids = encode_text(tokenizer, args.test_text, "--test_text", min_tokens=2, max_length=args.max_length)
+    compute_started = time.time()
     found = critical_prefix(
         model,
         input_ids,
@@ -53,6 +54,7 @@ def main() -> None:
         by_channel=args.scan == "channels",
         prune=args.prune,
     )
+    compute_s = round(time.time() - compute_started, 3)
     baseline = found.baseline_log10_perplexity
     steps = [step.to_dict(baseline) for step in found.steps]
     final = steps[-1]
@@ -84,7 +86,7 @@ def main() -> None:
         result["pruned_log10_perplexity"] = found.pruned_log10_perplexity
         result["pruned_magnitude_increase"] = found.pruned_log10_perplexity - baseline
         logger.info("Pruned to %d channels (+%.2f orders of magnitude)", len(found.pruned_channels), found.pruned_log10_perplexity - baseline)
-    result["metadata"] = run_metadata(vars(args), started)
+    result["metadata"] = run_metadata(vars(args), started, compute_s=compute_s)
     write_json(output, result)
     logger.info("Wrote %s", output)
 

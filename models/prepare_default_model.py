@@ -59,12 +59,13 @@ def convert(source: Path, output: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output_dir", type=Path, default=DEFAULT_OUTPUT)
+    parser.add_argument("--gguf", type=Path, default=None, help="convert this GGUF file instead of the one in the PyPI package")
     args = parser.parse_args()
     if is_complete(args.output_dir):
         print(f"{args.output_dir} is ready")
         return
     try:
-        convert(gguf_path(), args.output_dir)
+        convert(args.gguf or gguf_path(), args.output_dir)
     except Exception as error:  # any failure: one clear line, non-zero exit
         print(f"error: could not prepare the default model ({type(error).__name__}: {error})", file=sys.stderr)
         sys.exit(1)

@@ -1,0 +1,215 @@
+"""Speed and memory figures of SPEC section 15, measured in one run on one machine (not a test).
+
+    python benchmarks/benchmark.py                                   # CPU, default model, float32
+    python benchmarks/benchmark.py --dtype bfloat16 --device_map auto --output benchmarks/gpu.json
+
+Each part runs in a fresh process so its peak memory is its own:
+- stage1: Stage 1 (K samples) wall time against K+1 plain serial forward passes of the full model,
+  and peak memory above the loaded model (CPU RSS, or CUDA allocator peak on GPU);
+- stage2: forward passes used against prefixes evaluated, for a long search (5 orders of magnitude);
+- masking: forward-pass time with the channels of 10,000 records masked against unmasked;
+- generation: greedy tokens per second, masked (10,000 records) against unmasked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import platform
+import resource
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def synchronize() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def timed(function, repeats: int = 1) -> float:
+    """Median wall time of ``repeats`` calls, in seconds."""
+    times = []
+    for _ in range(repeats):
+        synchronize()
+        start = time.perf_counter()
+        function()
+        synchronize()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def load(args):
+    from critical_neurons.cli import BOOKENDS_TEXT, encode_text
+    from critical_neurons.models import input_device, load_model
+
+    model, tokenizer = load_model(args["model_path"], args["dtype"], args["device_map"])
+    input_ids = encode_text(tokenizer, BOOKENDS_TEXT, "--input_text").to(input_device(model))
+    return model, tokenizer, input_ids
+
+
+def part_stage1(args) -> dict:
+    from critical_neurons.importance import perturbation_importance
+
+    model, _, input_ids = load(args)
+    with torch.no_grad():
+        model(input_ids=input_ids)  # warm-up
+    model_rss = peak_rss_mb()
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+        model_cuda = torch.cuda.max_memory_allocated() / 2**20
+    samples = args["num_samples"]
+    with torch.no_grad():
+        serial = timed(lambda: [model(input_ids=input_ids) for _ in range(samples + 1)])
+    stage1 = timed(lambda: perturbation_importance(model, input_ids, num_samples=samples, batch_size=args["batch_size"], progress=False))
+    result = {
+        "num_samples": samples,
+        "batch_size": args["batch_size"],
+        "num_tokens": int(input_ids.shape[1]),
+        "serial_full_forwards_s": round(serial, 3),
+        "stage1_s": round(stage1, 3),
+        "stage1_over_serial": round(stage1 / serial, 3),
+        "rss_after_model_load_mb": round(model_rss, 1),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+        "peak_rss_above_model_mb": round(peak_rss_mb() - model_rss, 1),
+    }
+    if torch.cuda.is_available():
+        result["cuda_peak_above_model_mb"] = round(torch.cuda.max_memory_allocated() / 2**20 - model_cuda, 1)
+    return result
+
+
+def part_stage2(args) -> dict:
+    from critical_neurons.identification import critical_prefix
+    from critical_neurons.importance import perturbation_importance
+
+    model, _, input_ids = load(args)
+    records = perturbation_importance(model, input_ids, num_samples=args["num_samples"], batch_size=args["batch_size"], progress=False).records
+    result = {}
+    for batch_size in (1, args["batch_size"]):
+        start = time.perf_counter()
+        found = critical_prefix(model, input_ids, records, max_magnitude=5.0, batch_size=batch_size, progress=False)
+        result[f"batch_{batch_size}"] = {
+            "prefixes_evaluated": found.prefixes_evaluated,
+            "forward_passes": found.forward_passes,
+            "wall_s": round(time.perf_counter() - start, 3),
+            "stopping_reason": found.stopping_reason,
+            "critical_records": len(found.records),
+        }
+    return result
+
+
+def masked_channels(model, input_ids, args):
+    from critical_neurons.importance import perturbation_importance
+    from critical_neurons.records import distinct_channels
+
+    records = perturbation_importance(model, input_ids, num_samples=4, top_n=10_000, progress=False).records
+    return distinct_channels(records), len(records)
+
+
+def part_masking(args) -> dict:
+    from critical_neurons.masking import NeuronMasker
+
+    model, _, input_ids = load(args)
+    channels, num_records = masked_channels(model, input_ids, args)
+    batch = input_ids.expand(args["batch_size"], -1)
+    with torch.no_grad():
+        model(input_ids=batch)
+        unmasked = timed(lambda: model(input_ids=batch), repeats=args["repeats"])
+        with NeuronMasker(model, channels):
+            masked = timed(lambda: model(input_ids=batch), repeats=args["repeats"])
+    return {
+        "records_masked": num_records,
+        "channels_masked": len(channels),
+        "sites_hooked": len({channel.layer_name for channel in channels}),
+        "unmasked_forward_s": round(unmasked, 4),
+        "masked_forward_s": round(masked, 4),
+        "overhead": round(masked / unmasked - 1, 4),
+    }
+
+
+def part_generation(args) -> dict:
+    from critical_neurons.masking import NeuronMasker
+    from critical_neurons.perplexity import pad_batch
+
+    model, tokenizer, input_ids = load(args)
+    channels, num_records = masked_channels(model, input_ids, args)
+    prompts = ["The capital of France is", "Question: What is 2 + 3?\nAnswer:", "def fibonacci(n):", "Once upon a time"] * 2
+    ids, mask = pad_batch(tokenizer(prompts)["input_ids"], tokenizer.pad_token_id, left=True)
+    ids, mask = ids.to(input_ids.device), mask.to(input_ids.device)
+    new_tokens = args["new_tokens"]
+
+    def run() -> None:
+        model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+
+    run()
+    unmasked = timed(run, repeats=args["repeats"])
+    with NeuronMasker(model, channels):
+        masked = timed(run, repeats=args["repeats"])
+    tokens = len(prompts) * new_tokens
+    return {
+        "records_masked": num_records,
+        "channels_masked": len(channels),
+        "batch": len(prompts),
+        "new_tokens": new_tokens,
+        "unmasked_tokens_per_s": round(tokens / unmasked, 1),
+        "masked_tokens_per_s": round(tokens / masked, 1),
+        "slowdown": round(masked / unmasked - 1, 4),
+    }
+
+
+PARTS = {"stage1": part_stage1, "stage2": part_stage2, "masking": part_masking, "generation": part_generation}
+
+
+def _child(name: str, args: dict, queue) -> None:
+    torch.manual_seed(0)
+    queue.put(PARTS[name](args))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model_path", default=str(ROOT / "models" / "smollm2-135m"))
+    parser.add_argument("--dtype", default="auto")
+    parser.add_argument("--device_map", default=None)
+    parser.add_argument("--num_samples", type=int, default=100, help="K")
+    parser.add_argument("--batch_size", type=int, default=8)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--new_tokens", type=int, default=32)
+    parser.add_argument("--parts", default=",".join(PARTS))
+    parser.add_argument("--output", default=str(ROOT / "benchmarks" / "results.json"))
+    args = parser.parse_args()
+    settings = {key: value for key, value in vars(args).items() if key not in ("parts", "output")}
+    report = {
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor() or platform.machine(),
+            "cpu_count": multiprocessing.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+            "torch": torch.__version__,
+        },
+        "settings": settings,
+    }
+    context = multiprocessing.get_context("spawn")
+    for name in args.parts.split(","):
+        queue = context.Queue()
+        process = context.Process(target=_child, args=(name, settings, queue))
+        process.start()
+        report[name] = queue.get()
+        process.join()
+        print(name, json.dumps(report[name]), flush=True)
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.output).write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()
