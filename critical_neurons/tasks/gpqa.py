@@ -102,6 +102,7 @@ def extract_answer(text: str, num_options: int = len(LETTERS), *, strict: bool =
 
 
 def score(sample: dict[str, Any], response: str) -> dict[str, Any]:
+    """One question's record: the letter read (all tiers and strict), the gold, the option texts, correctness."""
     num_options = len(sample["choices"])
     predicted = extract_answer(response, num_options)
     strict = extract_answer(response, num_options, strict=True)
@@ -136,4 +137,5 @@ def aggregate(details: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def task() -> GenerativeTask:
+    """The parts ``evaluate_generative`` runs at each masking level."""
     return GenerativeTask(build_prompt=build_prompt, score=score, aggregate=aggregate)

@@ -38,15 +38,19 @@ def language_source(source: str | None, language: str, languages: Sequence[str])
 
 def load_samples(source: str | None = None, languages: Sequence[str] = ("en",), split: str = "test") -> list[dict[str, Any]]:
     """Questions of each language in order; the gold is ``answer_number`` (``answer`` is empty on the test split)."""
+    if not languages:
+        raise UsageError("--languages", "names no language", f"use e.g. en or {','.join(LANGUAGES)}")
     samples = []
     for language in languages:
         path = language_source(source, language, languages)
         rows = load_rows(path, config=language, split=split)
         require_fields(rows, FIELDS, path)
         for index, row in enumerate(rows):
-            if row["answer_number"] is None:
-                raise UsageError("--dataset_path", f"{path} row {index} has no answer_number", "pass MGSM data with numeric gold answers")
-            samples.append({"id": f"{language}-{index}", "language": language, "question": str(row["question"]), "answer": format_number(float(row["answer_number"]))})
+            try:
+                gold = float(str(row["answer_number"]).replace(",", ""))
+            except ValueError:
+                raise UsageError("--dataset_path", f"{path} row {index} has no numeric answer_number", "pass MGSM data with numeric gold answers") from None
+            samples.append({"id": f"{language}-{index}", "language": language, "question": str(row["question"]), "answer": format_number(gold)})
     return samples
 
 
@@ -83,6 +87,7 @@ def _matches(predicted: str | None, gold: str) -> bool:
 
 
 def score(sample: dict[str, Any], response: str) -> dict[str, Any]:
+    """One sample's record: the number read (flexible and strict), the gold, correctness, the diagnostic."""
     predicted = extract_answer(response)
     return {
         "id": sample["id"],
@@ -108,4 +113,5 @@ def aggregate(details: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def task() -> GenerativeTask:
+    """The parts ``evaluate_generative`` runs at each masking level."""
     return GenerativeTask(build_prompt=build_prompt, score=score, aggregate=aggregate)

@@ -59,6 +59,7 @@ def extract_answer(text: str, num_options: int = len(LETTERS)) -> str | None:
 
 
 def score(sample: dict[str, Any], response: str) -> dict[str, Any]:
+    """One question's record: the letter read, the gold letter, correctness, the meaningful diagnostic."""
     predicted = extract_answer(response, len(sample["options"]))
     return {
         "question_id": sample["question_id"],
@@ -83,4 +84,5 @@ def aggregate(details: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def task() -> GenerativeTask:
+    """The parts ``evaluate_generative`` runs at each masking level."""
     return GenerativeTask(build_prompt=build_prompt, score=score, aggregate=aggregate)

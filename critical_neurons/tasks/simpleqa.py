@@ -29,6 +29,7 @@ _LONG_RUN = re.compile(r"(.)\1{10,}")
 
 
 def load_samples(source: str | None = None, split: str = "test") -> list[dict[str, Any]]:
+    """Questions (``problem``) and gold answers in file order."""
     rows = load_rows(source or HUB, split=split)
     require_fields(rows, FIELDS, source or HUB)
     return [{"id": index, "question": str(row["problem"]), "answer": str(row["answer"]).strip()} for index, row in enumerate(rows)]
@@ -72,6 +73,7 @@ def is_meaningful_loose(response: str) -> bool:
 
 
 def score(sample: dict[str, Any], response: str) -> dict[str, Any]:
+    """One question's record: the first line, the gold, the three lexical metrics, the loose diagnostic."""
     extracted = extract_answer(response)
     answer = extracted or ""
     gold = normalize(sample["answer"])
@@ -100,4 +102,5 @@ def aggregate(details: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def task(template_idx: int = 0) -> GenerativeTask:
+    """The parts ``evaluate_generative`` runs at each masking level, with the chosen prompt template."""
     return GenerativeTask(build_prompt=partial(build_prompt, template_idx=template_idx), score=score, aggregate=aggregate)
