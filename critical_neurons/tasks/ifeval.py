@@ -32,7 +32,7 @@ PUNKT_TAB = "tokenizers/punkt_tab/english/"  # nltk.word_tokenize
 def load_samples(source: str | None = None, split: str = "train") -> list[dict[str, Any]]:
     """Prompts with one kwargs dict per instruction, None values dropped.
 
-    ``datasets`` turns the kwargs column into a struct, so every dict carries every key of every
+    The hub's parquet stores kwargs as a struct, so every dict carries every key of every
     instruction type, absent ones as None; the checkers must see only their own arguments (the
     reference's relation lookup failed on exactly this).
     """

@@ -94,8 +94,8 @@ def extract_answer(text: str) -> tuple[str | None, str | None]:
     if boxed is not None:
         return boxed, "boxed"
     for match in reversed(list(_ANSWER_IS.finditer(text))):
-        sentence = re.split(r"\.\s", match.group(1))[0]
-        answer = re.sub(r"^(?:\$|\\\(|\\\[)+|(?:\$|\\\)|\\\]|\.)+$", "", sentence.strip()).strip()
+        sentence = re.split(r"\.\s", match.group(1))[0]  # up to the end of the sentence, not into the next
+        answer = sentence.strip().rstrip(".").strip("$ ")
         if answer:
             return answer, "answer_is"
     numbers = _NUMBER.findall(text)
@@ -108,10 +108,9 @@ def _verify_worker(connection: Connection, timeout: int) -> None:
     """Child loop: (gold, answer) in, a verdict out. math-verify's own SIGALRM timeouts stay active."""
     while True:
         try:
-            job = connection.recv()
+            gold, answer = connection.recv()
         except EOFError:
             return
-        gold, answer = job
         try:
             gold_parsed = parse(f"\\boxed{{{gold}}}", parsing_timeout=timeout)
             answer_parsed = parse(f"\\boxed{{{answer}}}", parsing_timeout=timeout)
