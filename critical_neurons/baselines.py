@@ -128,7 +128,7 @@ def parse_levels(text: str, flag: str = "--masking_levels") -> list[int]:
 
 @dataclass(frozen=True)
 class Population:
-    """Channels random masking draws from: sites with their widths; flat index i lies in site ``searchsorted(offsets, i)``."""
+    """Channels random masking draws from: sites with their widths, numbered 0..size-1 site after site."""
 
     kind: str
     sites: tuple[str, ...]
@@ -204,6 +204,8 @@ def level_statistics(level: int, log10_perplexities: Sequence[float], digests: S
         std = float(values.std(ddof=1)) if several else 0.0
     return {
         "masking_level": level,
+        "neurons_masked": level,
+        "distinct_channels_masked": level,  # draws are distinct channels
         "num_runs": len(values),
         "actual_runs": len(values),
         "perplexities": values.tolist(),

@@ -1,7 +1,7 @@
 """Turning ranking files and result JSON into the paper's tables: ablation summaries, comparisons, before/after.
 
 Everything here reads plain JSON written by the scripts; nothing loads a model. Tables are lists of
-dicts (one per row) rendered as Markdown or CSV by :func:`markdown_table` and :func:`write_csv`.
+dicts (one per row) rendered as Markdown or CSV by :func:`markdown_table` and :func:`csv_text`.
 """
 
 from __future__ import annotations
@@ -84,10 +84,10 @@ def layer_and_type(layer_name: str) -> tuple[int | None, str]:
 
 
 def location_counts(channels: Iterable[Channel]) -> tuple[list[int], list[str], np.ndarray]:
-    """Distinct channels per (layer, module type): sorted layers, module types by total count, (types, layers) counts."""
+    """Distinct channels per (layer, module type): layers 0..last, module types by total count, (types, layers) counts."""
     pairs = [layer_and_type(channel.layer_name) for channel in channels]
     pairs = [(layer, kind) for layer, kind in pairs if layer is not None]
-    layers = sorted({layer for layer, _ in pairs})
+    layers = list(range(max((layer for layer, _ in pairs), default=-1) + 1))  # every layer, empty ones too
     kinds = sorted({kind for _, kind in pairs}, key=lambda kind: -sum(k == kind for _, k in pairs))
     counts = np.zeros((len(kinds), len(layers)), dtype=int)
     for layer, kind in pairs:
@@ -175,16 +175,24 @@ def ablation_rows(
     ``stage2(ranking_path, ranking)`` supplies a stage-2 result when no ``X_critical.json`` exists
     (the summariser runs stage 2 through the core there); without it, the size is left empty.
     """
+    cache: dict[Path, dict[str, Any] | None] = {}
+
+    def result_for(path: Path, ranking: dict[str, Any]) -> dict[str, Any] | None:
+        key = path.resolve()
+        if key not in cache:
+            result_file = critical_path(path)
+            cache[key] = load_json(result_file) if result_file.is_file() else stage2(path, ranking) if stage2 else None
+        return cache[key]
+
+    default_path = Path(default_path)
     default = load_json(default_path)
     default_channels = ranking_channels(default)
-    default_critical_file = critical_path(default_path)
-    default_critical = set(critical_channels(load_json(default_critical_file))) if default_critical_file.is_file() else None
+    default_result = result_for(default_path, default)
+    default_critical = set(critical_channels(default_result)) if default_result is not None else None
     rows = []
-    for path in ranking_paths:
-        path = Path(path)
+    for path in map(Path, ranking_paths):
         ranking = load_json(path)
-        result_file = critical_path(path)
-        result = load_json(result_file) if result_file.is_file() else stage2(path, ranking) if stage2 else None
+        result = result_for(path, ranking)
         row: dict[str, Any] = {
             "setting": setting_name(path),
             "noise_scale": ranking.get("noise_scale"),
@@ -205,8 +213,8 @@ def ablation_rows(
                 stopping_reason=result.get("stopping_reason"),
                 shared_critical_channels=len(set(channels) & default_critical) if default_critical is not None else None,
             )
-        row.update({f"{key}": value for key, value in compare_rankings(default_channels, ranking_channels(ranking), top_k).items()})
-        row["is_default"] = path.resolve() == Path(default_path).resolve()
+        row.update(compare_rankings(default_channels, ranking_channels(ranking), top_k))
+        row["is_default"] = path.resolve() == default_path.resolve()
         rows.append(row)
     rows.sort(key=lambda row: (_sortable(row["noise_scale"]), _sortable(row["num_samples"]), row["setting"]))
     return rows
@@ -224,6 +232,7 @@ ABLATION_COLUMNS = [
     ("critical_records", "critical records"),
     ("critical_channels", "critical channels"),
     ("magnitude_increase", "log10 ppl increase"),
+    ("stopping_reason", "stop"),
     ("shared_critical_channels", "critical channels shared with default"),
     ("top_k", "k"),
     ("overlap", "top-k channel overlap with default"),
@@ -270,15 +279,13 @@ CRITICAL_COLUMNS = [
     ("result_file", "file"),
 ]
 
-METRIC_PRIORITY = (
-    "perplexity",
-    "accuracy",
-    "pass@1",
-    "pass_at_1",
-    "prompt_level_strict_accuracy",
-    "instruction_level_strict_accuracy",
-    "exact_match",
-    "f1",
+METRIC_PRIORITY = (  # the headline metric of each evaluator's per-level entry
+    "perplexity",  # WikiText, C4
+    "overall_accuracy",  # MMLU-Pro, GPQA
+    "accuracy",  # MATH, MGSM
+    "pass_at_1",  # HumanEval
+    "strict_prompt_accuracy",  # IFEval
+    "exact_match_rate",  # SimpleQA
 )
 BOOKKEEPING = {"masking_level", "neurons_masked", "distinct_channels_masked", "total_samples", "total_tokens", "valid_samples"}
 
@@ -340,10 +347,13 @@ BEFORE_AFTER_COLUMNS = [
 
 
 def _perplexity_text(log10_value: float | None) -> str | None:
-    """A perplexity that stays readable past 1e308: plain below 1e6, else 10^x."""
+    """A perplexity that stays readable past 1e308: plain below 1e4, else mantissa and power of ten (7.94e401)."""
     if log10_value is None or not math.isfinite(log10_value):
         return None
-    return f"{10 ** log10_value:.4g}" if log10_value < 6 else f"1e{log10_value:.1f}"
+    if log10_value < 4:
+        return f"{10 ** log10_value:.4g}"
+    exponent = math.floor(log10_value)
+    return f"{10 ** (log10_value - exponent):.2f}e{exponent}"
 
 
 def method_of(path: Path, payload: dict[str, Any]) -> str | None:
@@ -406,7 +416,7 @@ def comparison_rows(curves: dict[str, dict[int, dict[str, Any]]], levels: Sequen
         for method in COMPARISON_METHODS:
             point = curves.get(method, {}).get(level)
             text = _perplexity_text(point["log10"]) if point else None
-            if method == "random" and point and point.get("std") is not None and point["log10"] is not None and point["log10"] < 6:
+            if method == "random" and point and point.get("std") is not None and point["log10"] is not None and point["log10"] < 4:
                 text = f"{point['mean']:.4g} ± {point['std']:.3g}"
             row[method] = text
         rows.append(row)

@@ -1,0 +1,69 @@
+"""Activation-magnitude (AM) baseline: rank (site, position, channel) by |activation| in one clean pass.
+
+    python comparison/activation_masking.py --model_path models/smollm2-135m \
+        --input_text "Later reviews were more positive. ..." \
+        --output_file neurons/activation_ranked_neurons.json
+
+Variant: the reference's ranking (signed activation, descending: large negative values rank last):
+    ... --signed
+The file has the stage-1 format, so stage 2 and every evaluator accept it.
+"""
+
+import argparse
+import logging
+import time
+
+from critical_neurons.baselines import ACTIVATION_THRESHOLD, activation_ranking
+from critical_neurons.cli import add_model_arguments, encode_text, run, setup_logging
+from critical_neurons.io import check_output_path, run_metadata, write_json
+from critical_neurons.models import load_model, model_info
+
+logger = logging.getLogger("activation_masking")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_model_arguments(parser)
+    parser.add_argument("--input_text", required=True, help="text of the clean pass (at least 10 tokens)")
+    parser.add_argument("--top_n", type=int, default=10_000, help="records written (the reference keeps 10,000)")
+    parser.add_argument("--modules", default=None, help="regex of site names replacing the default rule; prefix '+' to add to it")
+    parser.add_argument("--signed", action="store_true", help="rank by the signed activation, as the reference did (default: magnitude)")
+    parser.add_argument("--output_file", default="neurons/activation_ranked_neurons.json")
+    args = parser.parse_args()
+    setup_logging(args.log_level, args.log_file)
+    started = time.time()
+    output = check_output_path(args.output_file)
+
+    model, tokenizer = load_model(args.model_path, args.dtype, args.device_map, args.trust_remote_code)
+    input_ids = encode_text(tokenizer, args.input_text, "--input_text")
+    compute_started = time.time()
+    ranking = activation_ranking(model, input_ids, top_n=args.top_n, modules=args.modules, signed=args.signed)
+    compute_s = round(time.time() - compute_started, 3)
+    logger.info("Found %d records above threshold; writing the top %d (%d distinct channels)", ranking.total_candidates, len(ranking.records), ranking.num_distinct_channels)
+    for rank, record in enumerate(ranking.records[:10], start=1):
+        logger.info("Rank %d: %s channel %d position %d, activation value %.6g", rank, record.layer_name, record.hidden_idx, record.seq_idx, record.score)
+    write_json(
+        output,
+        {
+            "method": "multi_gpu_activation_value_analysis",
+            "input_text": args.input_text,
+            "noise_scale": None,
+            "num_samples": 1,
+            "total_neurons": ranking.total_candidates,
+            "top_neurons": [record.to_dict() for record in ranking.records],
+            "score": "signed_activation" if args.signed else "abs_activation",
+            "score_threshold": ACTIVATION_THRESHOLD,
+            "num_distinct_channels": ranking.num_distinct_channels,
+            "num_tokens": int(input_ids.shape[1]),
+            "sites": ranking.sites,
+            "skipped_sites": ranking.skipped_sites,
+            "non_finite_scores": ranking.non_finite_scores,
+            "model_info": model_info(model, args.model_path),
+            "metadata": run_metadata(vars(args), started, compute_s=compute_s),
+        },
+    )
+    logger.info("Wrote %s", output)
+
+
+if __name__ == "__main__":
+    run(main)
