@@ -16,7 +16,8 @@ import time
 from critical_neurons.baselines import ACTIVATION_THRESHOLD, activation_ranking
 from critical_neurons.cli import add_model_arguments, encode_text, run, setup_logging
 from critical_neurons.io import check_output_path, run_metadata, write_json
-from critical_neurons.models import load_model, model_info
+from critical_neurons.models import load_model, max_positions, model_info
+from critical_neurons.ranking import log_ranking, ranking_file
 
 logger = logging.getLogger("activation_masking")
 
@@ -35,32 +36,25 @@ def main() -> None:
     output = check_output_path(args.output_file)
 
     model, tokenizer = load_model(args.model_path, args.dtype, args.device_map, args.trust_remote_code)
-    input_ids = encode_text(tokenizer, args.input_text, "--input_text")
+    input_ids = encode_text(tokenizer, args.input_text, "--input_text", max_positions=max_positions(model))
     compute_started = time.time()
     ranking = activation_ranking(model, input_ids, top_n=args.top_n, modules=args.modules, signed=args.signed)
     compute_s = round(time.time() - compute_started, 3)
-    logger.info("Found %d records above threshold; writing the top %d (%d distinct channels)", ranking.total_candidates, len(ranking.records), ranking.num_distinct_channels)
-    for rank, record in enumerate(ranking.records[:10], start=1):
-        logger.info("Rank %d: %s channel %d position %d, activation value %.6g", rank, record.layer_name, record.hidden_idx, record.seq_idx, record.score)
+    log_ranking(ranking, "activation value")
     write_json(
         output,
-        {
-            "method": "multi_gpu_activation_value_analysis",
-            "input_text": args.input_text,
-            "noise_scale": None,
-            "num_samples": 1,
-            "total_neurons": ranking.total_candidates,
-            "top_neurons": [record.to_dict() for record in ranking.records],
-            "score": "signed_activation" if args.signed else "abs_activation",
-            "score_threshold": ACTIVATION_THRESHOLD,
-            "num_distinct_channels": ranking.num_distinct_channels,
-            "num_tokens": int(input_ids.shape[1]),
-            "sites": ranking.sites,
-            "skipped_sites": ranking.skipped_sites,
-            "non_finite_scores": ranking.non_finite_scores,
-            "model_info": model_info(model, args.model_path),
-            "metadata": run_metadata(vars(args), started, compute_s=compute_s),
-        },
+        ranking_file(
+            ranking,
+            method="multi_gpu_activation_value_analysis",
+            input_text=args.input_text,
+            noise_scale=None,
+            num_samples=1,
+            num_tokens=int(input_ids.shape[1]),
+            model_info=model_info(model, args.model_path),
+            metadata=run_metadata(vars(args), started, compute_s=compute_s),
+            score="signed_activation" if args.signed else "abs_activation",
+            score_threshold=ACTIVATION_THRESHOLD,
+        ),
     )
     logger.info("Wrote %s", output)
 

@@ -42,11 +42,25 @@ def setup_logging(level: str = "INFO", log_file: str | None = None) -> None:
     logging.basicConfig(level=level, format="%(asctime)s - %(levelname)s - %(message)s", handlers=handlers, force=True)
 
 
-def encode_text(tokenizer: PreTrainedTokenizerBase, text: str, flag: str, *, min_tokens: int = MIN_INPUT_TOKENS, max_length: int | None = None) -> torch.Tensor:
-    """(1, seq) token ids with the tokenizer's special tokens; too-short texts are refused."""
+def encode_text(
+    tokenizer: PreTrainedTokenizerBase,
+    text: str,
+    flag: str,
+    *,
+    min_tokens: int = MIN_INPUT_TOKENS,
+    max_length: int | None = None,
+    max_positions: int | None = None,
+) -> torch.Tensor:
+    """(1, seq) token ids with the tokenizer's special tokens, cut to ``max_length`` if given.
+
+    Texts under ``min_tokens`` are refused, and so are texts longer than the model's
+    ``max_positions`` (they would fail inside the model with an index error).
+    """
     ids = tokenizer(text, add_special_tokens=True, truncation=max_length is not None, max_length=max_length, return_tensors="pt").input_ids
     if ids.shape[1] < min_tokens:
         raise UsageError(flag, f"the text gives {ids.shape[1]} tokens, fewer than the {min_tokens} required", "pass a longer text")
+    if max_positions is not None and ids.shape[1] > max_positions:
+        raise UsageError(flag, f"the text gives {ids.shape[1]} tokens, more than the model's {max_positions} positions", "pass a shorter text")
     return ids
 
 

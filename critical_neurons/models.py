@@ -92,6 +92,11 @@ def input_device(model: PreTrainedModel) -> torch.device:
     return model.get_input_embeddings().weight.device
 
 
+def max_positions(model: PreTrainedModel) -> int | None:
+    """The longest input the model's position embeddings allow, when the config says."""
+    return getattr(model.config, "max_position_embeddings", None)
+
+
 def model_info(model: PreTrainedModel, model_path: str) -> dict[str, Any]:
     return {
         "model_path": model_path,

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
 from critical_neurons.records import NeuronRecord, distinct_channels
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -33,7 +37,7 @@ def rank_site_scores(
     candidate when ``|score| > threshold``; candidates sort descending by the score as given (a
     magnitude, or a signed value for the reference's AM/GM rankings),
     ties broken by site order, then position, then channel, as the reference's stable sort did.
-    Each site contributes its own top ``top_n`` (kept on its device) before one merge on CPU.
+    Each site contributes its own top ``top_n`` (selected on its device) before one merge on CPU.
     Returns (records, candidate count, non-finite count); non-finite scores are never ranked.
     """
     values, site_ids, flat_ids = [], [], []
@@ -46,7 +50,10 @@ def rank_site_scores(
         non_finite += (~finite).sum().cpu()
         keep = finite & (flat.abs() > threshold)
         total += keep.sum().cpu()
-        index = keep.nonzero().squeeze(1)
+        # Preselect with topk, then keep every score tied with the cut-off so the stable sort sees all ties.
+        candidates = torch.where(keep, flat, torch.full_like(flat, -torch.inf))
+        cutoff = torch.topk(candidates, min(top_n, flat.numel()), sorted=False).values.min()
+        index = (keep & (candidates >= cutoff)).nonzero().squeeze(1)
         kept = flat[index]
         order = torch.sort(kept, descending=True, stable=True).indices[:top_n]
         values.append(kept[order].cpu())
@@ -66,3 +73,41 @@ def rank_site_scores(
         for value, site, flat in zip(top_values, top_sites, top_flat)
     ]
     return records, int(total), int(non_finite)
+
+
+def log_ranking(ranking: Ranking, score_name: str) -> None:
+    """Log the candidate count and the top 10 records, as the reference did."""
+    logger.info("Found %d records above threshold; writing the top %d (%d distinct channels)", ranking.total_candidates, len(ranking.records), ranking.num_distinct_channels)
+    for rank, record in enumerate(ranking.records[:10], start=1):
+        logger.info("Rank %d: %s channel %d position %d, %s %.6g", rank, record.layer_name, record.hidden_idx, record.seq_idx, score_name, record.score)
+
+
+def ranking_file(
+    ranking: Ranking,
+    *,
+    method: str,
+    input_text: str,
+    noise_scale: float | None,
+    num_samples: int,
+    num_tokens: int,
+    model_info: dict[str, Any],
+    metadata: dict[str, Any],
+    **extra: Any,
+) -> dict[str, Any]:
+    """The ranking-file schema shared by Stage 1, AM and GM: the reference's keys, then how it was made."""
+    return {
+        "method": method,
+        "input_text": input_text,
+        "noise_scale": noise_scale,
+        "num_samples": num_samples,
+        "total_neurons": ranking.total_candidates,
+        "top_neurons": [record.to_dict() for record in ranking.records],
+        **extra,
+        "num_distinct_channels": ranking.num_distinct_channels,
+        "num_tokens": num_tokens,
+        "sites": ranking.sites,
+        "skipped_sites": ranking.skipped_sites,
+        "non_finite_scores": ranking.non_finite_scores,
+        "model_info": model_info,
+        "metadata": metadata,
+    }

@@ -15,7 +15,7 @@ import time
 from critical_neurons.cli import add_model_arguments, encode_text, run, setup_logging
 from critical_neurons.identification import critical_prefix
 from critical_neurons.io import check_output_path, load_neuron_records, run_metadata, write_json
-from critical_neurons.models import load_model, model_info
+from critical_neurons.models import load_model, max_positions, model_info
 from critical_neurons.perplexity import LN10, exp_or_inf
 
 logger = logging.getLogger("stage2")
@@ -41,7 +41,7 @@ def main() -> None:
     records = load_neuron_records(args.neuron_file)
 
     model, tokenizer = load_model(args.model_path, args.dtype, args.device_map, args.trust_remote_code)
-    input_ids = encode_text(tokenizer, args.test_text, "--test_text", min_tokens=2, max_length=args.max_length)
+    input_ids = encode_text(tokenizer, args.test_text, "--test_text", min_tokens=2, max_length=args.max_length, max_positions=max_positions(model))
     compute_started = time.time()
     found = critical_prefix(
         model,

@@ -5,8 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
+from critical_neurons import UsageError
+from critical_neurons.cli import encode_text
 from critical_neurons.importance import SCORE_THRESHOLD, perturbation_importance
-from critical_neurons.models import load_model
+from critical_neurons.models import load_model, max_positions
+from critical_neurons.ranking import rank_site_scores
 from critical_neurons.sites import candidate_sites
 
 TEXT = "Later reviews were more positive. In just over 29 minutes, Bookends is stunning in its vision."
@@ -122,3 +125,20 @@ def test_other_families_run(tiny_model_path, family):
     model, tokenizer = load_model(str(tiny_model_path(family)))
     ranking = perturbation_importance(model, tokenizer(TEXT, return_tensors="pt").input_ids, num_samples=2, top_n=20, progress=False)
     assert len(ranking.records) == 20 and ranking.sites
+
+
+def test_ties_at_the_cutoff_follow_site_then_position_then_channel():
+    scores = {
+        "a": torch.tensor([[1.0, 2.0], [2.0, 0.0]]),
+        "b": torch.tensor([[2.0, 2.0], [1e-7, 3.0]]),
+        "c": torch.tensor([[float("nan"), 2.0]]),
+    }
+    records, total, non_finite = rank_site_scores(scores, top_n=4, threshold=SCORE_THRESHOLD)
+    assert [(r.layer_name, r.seq_idx, r.hidden_idx) for r in records] == [("b", 1, 1), ("a", 0, 1), ("a", 1, 0), ("b", 0, 0)]
+    assert total == 7 and non_finite == 1
+
+
+def test_text_longer_than_the_model_is_refused(tiny_model_path):
+    model, tokenizer = load_model(str(tiny_model_path("gpt2")))
+    with pytest.raises(UsageError, match="positions"):
+        encode_text(tokenizer, TEXT * 40, "--input_text", max_positions=max_positions(model))
