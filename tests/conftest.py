@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import logging
 import os
 import runpy
@@ -127,3 +128,21 @@ def run_script(script: str, *args: str, check: bool = False, in_process: bool = 
     if check and result.returncode != 0:
         raise AssertionError(f"{script} failed ({result.returncode}):\n{result.stderr[-3000:]}")
     return result
+
+
+def neuron_file(folder: Path, layer: str = "model.layers.0.mlp.down_proj", channel: int = 3) -> Path:
+    """A ranking file with one record, in the stage-1 format."""
+    path = folder / "neurons.json"
+    record = {"layer_name": layer, "batch_idx": 0, "seq_idx": 0, "hidden_idx": channel, "activation_diff": 1.0}
+    path.write_text(json.dumps({"top_neurons": [record]}))
+    return path
+
+
+def assert_usage_error(result: subprocess.CompletedProcess, flag: str, output: Path | None = None) -> None:
+    """SPEC section 14: exit status 2, exactly one error line (the last) naming the flag, no traceback, no output file."""
+    assert result.returncode == 2, result.stderr[-2000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and flag in errors[0] and result.stderr.strip().splitlines()[-1] == errors[0], result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    if output is not None:
+        assert not output.exists()

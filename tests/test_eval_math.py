@@ -8,8 +8,7 @@ import signal
 import time
 
 import pytest
-from conftest import ROOT, run_script
-from evaluator_checks import assert_usage_error, neuron_file
+from conftest import ROOT, neuron_file, run_script
 
 from critical_neurons.tasks import math as math500
 
@@ -104,17 +103,3 @@ def test_cli_end_to_end(tiny_model_path, tmp_path):
         detail = entry["detailed_results"][0]
         assert {"prompt", "response", "extracted_answer", "answer_source", "gold", "is_correct"} <= set(detail)
         assert detail["prompt"].startswith("Solve this math problem step by step:\n\n") and detail["prompt"].endswith("\n\nSolution:")
-
-
-def test_missing_dataset_file(tiny_model_path, tmp_path):
-    output = tmp_path / "out.json"
-    result = run_script(SCRIPT, "--model_path", tiny_model_path("llama"), "--dataset_path", tmp_path / "absent.jsonl", "--output_file", output)
-    assert_usage_error(result, "--dataset_path", output)
-
-
-def test_wrong_schema(tiny_model_path, tmp_path):
-    output = tmp_path / "out.json"
-    wrong = ROOT / "tests" / "fixtures" / "ifeval_train.jsonl"
-    result = run_script(SCRIPT, "--model_path", tiny_model_path("llama"), "--dataset_path", wrong, "--output_file", output)
-    assert_usage_error(result, "--dataset_path", output)
-    assert "problem" in result.stderr
