@@ -66,10 +66,17 @@ def perturbation_importance(
         clean[name] = output[0].float()  # (seq, channels)
         sums[name] = torch.zeros_like(clean[name])
 
+    scratch: dict[torch.device, torch.Tensor] = {}
+
     def accumulate(name: str, output: torch.Tensor) -> None:
         if name not in sums:
             return
-        diff = (output.float() - clean[name]).abs_()  # (batch, seq, channels)
+        # One reused float32 buffer per device: a fresh (batch, seq, channels) temporary per site and
+        # batch would cost a page-faulting allocation each time on CPU.
+        buffer = scratch.get(output.device)
+        if buffer is None or buffer.numel() < output.numel():
+            buffer = scratch[output.device] = torch.empty(output.numel(), dtype=torch.float32, device=output.device)
+        diff = torch.sub(output, clean[name], out=buffer[: output.numel()].view(output.shape)).abs_()
         for row in diff:  # one add per sample, in sample order: sums do not depend on the batch size
             sums[name].add_(row)
 
