@@ -8,7 +8,7 @@ import math
 from pathlib import Path
 
 import pytest
-from conftest import run_script
+from conftest import ROOT, neuron_file, run_script
 
 from critical_neurons.cli import BOOKENDS_TEXT, encode_text
 from critical_neurons.importance import perturbation_importance
@@ -77,3 +77,32 @@ def test_gguf_file_loads_directly_and_matches_the_folder(default_model_path):
         values.append(perplexity(model, tokenizer, [BOOKENDS_TEXT], progress=False).perplexity)
     assert values[0] == pytest.approx(values[1], rel=1e-4)
     assert math.isclose(values[1], 82, rel_tol=0.05)
+
+
+EVALUATOR_DATA = {
+    "wikitext": "wikitext_test.jsonl",
+    "c4": "c4_validation.json.gz",
+    "mmlu_pro": "mmlu_pro_test.jsonl",
+    "ifeval": "ifeval_train.jsonl",
+    "gpqa": "gpqa_diamond.csv",
+    "humaneval": "humaneval_subset.jsonl",
+    "math": "math500_test.jsonl",
+    "mgsm": "mgsm_en.jsonl",
+    "simpleqa": "simpleqa_test.jsonl",
+}
+
+
+@pytest.mark.parametrize("name", EVALUATOR_DATA)
+def test_every_evaluator_runs_on_the_default_model(name, default_model_path, tmp_path):
+    output = tmp_path / f"{name}.json"
+    generative = [] if name in ("wikitext", "c4") else ["--max_new_tokens", "8"]
+    run_script(
+        f"evaluation/{name}_evaluator.py", "--model_path", default_model_path,
+        "--neuron_file", neuron_file(tmp_path, "model.layers.11.mlp.down_proj", 507), "--masking_levels", "0,1",
+        "--dataset_path", ROOT / "tests" / "fixtures" / EVALUATOR_DATA[name], "--max_samples", "2", "--output_file", output,
+        *generative, check=True,
+    )
+    result = json.loads(output.read_text())
+    assert [entry["masking_level"] for entry in result["results"]] == [0, 1]
+    assert result["results"][1]["distinct_channels_masked"] == 1
+    assert result["model_info"]["model_path"] == str(default_model_path)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import ROOT, assert_usage_error, run_script
+from conftest import ROOT, assert_usage_error, neuron_file, run_script
 
 FIXTURES = ROOT / "tests" / "fixtures"
 
@@ -41,3 +41,15 @@ def test_bad_dataset_input(script, data, extra, flag, named, tiny_model_path, tm
     )
     assert_usage_error(result, flag, output)
     assert named in result.stderr
+
+
+@pytest.mark.parametrize("script", ["wikitext", "simpleqa"])
+def test_neuron_file_for_another_model(script, tiny_model_path, tmp_path):
+    output = tmp_path / "out.json"
+    data = FIXTURES / ("wikitext_test.jsonl" if script == "wikitext" else "simpleqa_test.jsonl")
+    result = run_script(
+        f"evaluation/{script}_evaluator.py", "--model_path", tiny_model_path("llama"), "--dataset_path", data,
+        "--neuron_file", neuron_file(tmp_path, "transformer.h.0.mlp.c_proj", 3), "--masking_levels", "0,1", "--output_file", output,
+    )
+    assert_usage_error(result, "--neuron_file", output)
+    assert "transformer.h.0.mlp.c_proj" in result.stderr
