@@ -15,9 +15,10 @@ import time
 
 import torch
 
-from critical_neurons.baselines import parse_levels, random_masking, reference_population, site_population
+from critical_neurons.baselines import random_masking, reference_population, site_population
 from critical_neurons.cli import add_model_arguments, run, setup_logging
 from critical_neurons.errors import UsageError
+from critical_neurons.evaluation import parse_levels
 from critical_neurons.io import check_output_path, run_metadata, write_json
 from critical_neurons.models import load_model, model_info
 from critical_neurons.perplexity import tokenize_texts

@@ -21,24 +21,14 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from critical_neurons.errors import UsageError
 from critical_neurons.masking import NeuronMasker
 from critical_neurons.perplexity import LN10, exp_or_inf, perplexity
-from critical_neurons.ranking import Ranking, rank_site_scores
+from critical_neurons.ranking import Ranking, check_top_n, rank_site_scores
 from critical_neurons.records import Channel
-from critical_neurons.sites import SiteRecorder, base_forward, candidate_sites
+from critical_neurons.sites import SiteRecorder, base_forward, candidate_sites, require_sites
 
 logger = logging.getLogger(__name__)
 
 ACTIVATION_THRESHOLD = 1e-6  # the reference keeps |activation| > 1e-6
 GRADIENT_THRESHOLD = 1e-8  # the reference keeps |gradient| > 1e-8
-
-
-def _check_top_n(top_n: int) -> None:
-    if top_n < 1:
-        raise UsageError("--top_n", f"must be at least 1, got {top_n}", "use e.g. 10000")
-
-
-def _require_sites(fired: list[str]) -> None:
-    if not fired:
-        raise UsageError("--modules", "no selected module produced a (batch, seq, channels) output", "select other modules")
 
 
 @torch.no_grad()
@@ -54,7 +44,7 @@ def activation_scores(
 
     with SiteRecorder(model, candidate_sites(model, modules), keep) as recorder:
         base_forward(model)(input_ids=input_ids.to(model.get_input_embeddings().weight.device), use_cache=False)
-    _require_sites(recorder.fired)
+    require_sites(recorder.fired)
     return {name: scores[name] for name in recorder.fired}, dict(recorder.skipped)
 
 
@@ -62,7 +52,7 @@ def activation_ranking(
     model: PreTrainedModel, input_ids: torch.Tensor, *, top_n: int = 10_000, modules: str | None = None, signed: bool = False
 ) -> Ranking:
     """AM baseline: rank (site, position, channel) by |activation| (the reference: signed value, descending)."""
-    _check_top_n(top_n)
+    check_top_n(top_n)
     scores, skipped = activation_scores(model, input_ids, modules=modules, signed=signed)
     records, total, non_finite = rank_site_scores(scores, top_n, ACTIVATION_THRESHOLD)
     return Ranking(records, total, list(scores), skipped, non_finite)
@@ -94,7 +84,7 @@ def gradient_scores(
         embeddings = model.get_input_embeddings()(input_ids).detach().requires_grad_(True)  # (1, seq, hidden)
         with SiteRecorder(model, candidate_sites(model, modules), keep) as recorder:
             logits = model(inputs_embeds=embeddings, use_cache=False).logits
-        _require_sites(recorder.fired)
+        require_sites(recorder.fired)
         loss = next_token_loss(logits, input_ids)
         tensors = [outputs[name] for name in recorder.fired]
         grads = torch.autograd.grad(loss, tensors, allow_unused=True)
@@ -109,21 +99,10 @@ def gradient_ranking(
     model: PreTrainedModel, input_ids: torch.Tensor, *, top_n: int = 10_000, modules: str | None = None, signed: bool = False
 ) -> tuple[Ranking, float]:
     """GM baseline: rank (site, position, channel) by |d loss / d output|; returns the ranking and the loss."""
-    _check_top_n(top_n)
+    check_top_n(top_n)
     scores, skipped, loss = gradient_scores(model, input_ids, modules=modules, signed=signed)
     records, total, non_finite = rank_site_scores(scores, top_n, GRADIENT_THRESHOLD)
     return Ranking(records, total, list(scores), skipped, non_finite), loss
-
-
-def parse_levels(text: str, flag: str = "--masking_levels") -> list[int]:
-    """Distinct non-negative integer levels, in the given order."""
-    try:
-        levels = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise UsageError(flag, f"{text!r} is not a comma-separated list of integers", 'use e.g. "0,100,1000"') from None
-    if not levels or any(level < 0 for level in levels):
-        raise UsageError(flag, f"{text!r} must list non-negative integers", 'use e.g. "0,100,1000"')
-    return list(dict.fromkeys(levels))
 
 
 @dataclass(frozen=True)
@@ -156,7 +135,7 @@ def site_population(model: PreTrainedModel, probe_ids: torch.Tensor, modules: st
 
     with SiteRecorder(model, candidate_sites(model, modules), keep) as recorder:
         base_forward(model)(input_ids=probe_ids.to(model.get_input_embeddings().weight.device), use_cache=False)
-    _require_sites(recorder.fired)
+    require_sites(recorder.fired)
     return Population("sites", tuple(recorder.fired), tuple(widths[name] for name in recorder.fired))
 
 

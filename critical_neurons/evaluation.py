@@ -49,20 +49,25 @@ def add_evaluator_arguments(
         parser.add_argument("--chat_template", action="store_true", help="wrap prompts in the tokenizer's chat template (the reference uses raw text)")
 
 
-def parse_masking_levels(text: str | None, fallback: int, num_records: int | None) -> list[int]:
-    """Non-negative integer levels in the given order; levels beyond the list are clamped with a warning."""
-    raw = text if text is not None else str(fallback)
+def parse_levels(text: str, flag: str = "--masking_levels") -> list[int]:
+    """Distinct non-negative integer levels from a comma-separated list, in the given order."""
     try:
-        levels = [int(part) for part in raw.split(",") if part.strip()]
+        levels = [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
-        raise UsageError("--masking_levels", f"{raw!r} is not a comma-separated list of integers", 'use e.g. "0,4"') from None
+        raise UsageError(flag, f"{text!r} is not a comma-separated list of integers", 'use e.g. "0,4"') from None
     if not levels or any(level < 0 for level in levels):
-        raise UsageError("--masking_levels", f"{raw!r} must list non-negative integers", 'use e.g. "0,4"')
+        raise UsageError(flag, f"{text!r} must list non-negative integers", 'use e.g. "0,4"')
+    return list(dict.fromkeys(levels))
+
+
+def parse_masking_levels(text: str | None, fallback: int, num_records: int | None) -> list[int]:
+    """Masking levels for a neuron list; levels beyond the list are clamped with a warning."""
+    levels = parse_levels(text if text is not None else str(fallback))
     if any(levels) and num_records is None:
         raise UsageError("--neuron_file", "is required for masking levels above 0", "pass a ranking file or a stage-2 result")
     if num_records is not None and max(levels) > num_records:
         logger.warning("Masking levels above %d are clamped: the neuron file lists only %d records", num_records, num_records)
-    return list(dict.fromkeys(levels))
+    return levels
 
 
 def _channels_digest(records: Sequence[NeuronRecord]) -> str:

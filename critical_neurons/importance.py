@@ -9,8 +9,8 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel
 
 from critical_neurons.errors import UsageError
-from critical_neurons.ranking import Ranking, rank_site_scores
-from critical_neurons.sites import SiteRecorder, base_forward, candidate_sites
+from critical_neurons.ranking import Ranking, check_top_n, rank_site_scores
+from critical_neurons.sites import SiteRecorder, base_forward, candidate_sites, require_sites
 
 logger = logging.getLogger(__name__)
 
@@ -55,8 +55,7 @@ def perturbation_importance(
         raise UsageError("--noise_scale", f"must be non-negative, got {noise_scale}", "use e.g. 5")
     if batch_size < 1:
         raise UsageError("--batch_size", f"must be at least 1, got {batch_size}", "use e.g. 8")
-    if top_n < 1:
-        raise UsageError("--top_n", f"must be at least 1, got {top_n}", "use e.g. 10000")
+    check_top_n(top_n)
     input_ids = input_ids.to(model.get_input_embeddings().weight.device)
     forward = base_forward(model)
     clean: dict[str, torch.Tensor] = {}
@@ -85,8 +84,7 @@ def perturbation_importance(
         forward(input_ids=input_ids, use_cache=False)
     skipped = dict(recorder.skipped)
     order = recorder.fired
-    if not order:
-        raise UsageError("--modules", "no selected module produced a (batch, seq, channels) output", "select other modules")
+    require_sites(order)
     logger.info("Recording %d sites (%d skipped)", len(order), len(skipped))
 
     embeddings = model.get_input_embeddings()(input_ids)  # (1, seq, hidden)

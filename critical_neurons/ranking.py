@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from critical_neurons.errors import UsageError
 from critical_neurons.records import NeuronRecord, distinct_channels
 
 logger = logging.getLogger(__name__)
@@ -26,6 +27,11 @@ class Ranking:
     @property
     def num_distinct_channels(self) -> int:
         return len(distinct_channels(self.records))
+
+
+def check_top_n(top_n: int) -> None:
+    if top_n < 1:
+        raise UsageError("--top_n", f"must be at least 1, got {top_n}", "use e.g. 10000")
 
 
 def rank_site_scores(

@@ -99,6 +99,12 @@ class SiteRecorder:
         self._handles = []
 
 
+def require_sites(fired: list[str]) -> None:
+    """A ranking needs at least one site whose output had the (batch, seq, channels) shape."""
+    if not fired:
+        raise UsageError("--modules", "no selected module produced a (batch, seq, channels) output", "select other modules")
+
+
 def base_forward(model: PreTrainedModel) -> Callable[..., object]:
     """The model without its LM head: site outputs are the same, and the vocab projection is skipped."""
     base = getattr(model, "base_model", None)
