@@ -14,7 +14,7 @@ import logging
 import time
 
 from critical_neurons.baselines import ACTIVATION_THRESHOLD, activation_ranking
-from critical_neurons.cli import add_model_arguments, encode_text, run, setup_logging
+from critical_neurons.cli import add_model_arguments, add_ranking_arguments, encode_text, run, setup_logging
 from critical_neurons.io import check_output_path, run_metadata, write_json
 from critical_neurons.models import load_model, max_positions, model_info
 from critical_neurons.ranking import log_ranking, ranking_file
@@ -25,11 +25,8 @@ logger = logging.getLogger("activation_masking")
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_arguments(parser)
-    parser.add_argument("--input_text", required=True, help="text of the clean pass (at least 10 tokens)")
-    parser.add_argument("--top_n", type=int, default=10_000, help="records written (the reference keeps 10,000)")
-    parser.add_argument("--modules", default=None, help="regex of site names replacing the default rule; prefix '+' to add to it")
+    add_ranking_arguments(parser, "neurons/activation_ranked_neurons.json")
     parser.add_argument("--signed", action="store_true", help="rank by the signed activation, as the reference did (default: magnitude)")
-    parser.add_argument("--output_file", default="neurons/activation_ranked_neurons.json")
     args = parser.parse_args()
     setup_logging(args.log_level, args.log_file)
     started = time.time()

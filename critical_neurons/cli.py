@@ -35,6 +35,14 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log_level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
 
 
+def add_ranking_arguments(parser: argparse.ArgumentParser, default_output: str) -> None:
+    """Flags every ranking script (Stage 1, AM, GM) shares besides the model flags."""
+    parser.add_argument("--input_text", required=True, help="text the ranking is computed on (at least 10 tokens)")
+    parser.add_argument("--top_n", type=int, default=10_000, help="records written (the reference keeps 10,000)")
+    parser.add_argument("--modules", default=None, help="regex of site names replacing the default rule; prefix '+' to add to it")
+    parser.add_argument("--output_file", default=default_output)
+
+
 def setup_logging(level: str = "INFO", log_file: str | None = None) -> None:
     handlers: list[logging.Handler] = [logging.StreamHandler()]
     if log_file:

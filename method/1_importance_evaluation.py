@@ -12,7 +12,7 @@ import argparse
 import logging
 import time
 
-from critical_neurons.cli import add_model_arguments, encode_text, run, setup_logging
+from critical_neurons.cli import add_model_arguments, add_ranking_arguments, encode_text, run, setup_logging
 from critical_neurons.importance import perturbation_importance
 from critical_neurons.io import check_output_path, run_metadata, write_json
 from critical_neurons.models import load_model, max_positions, model_info
@@ -24,13 +24,10 @@ logger = logging.getLogger("stage1")
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_arguments(parser)
-    parser.add_argument("--input_text", required=True, help="text to perturb (at least 10 tokens)")
+    add_ranking_arguments(parser, "neurons/importance_ranked_neurons.json")
     parser.add_argument("--noise_scale", type=float, default=5.0, help="alpha: absolute std of the embedding noise (paper: 5)")
     parser.add_argument("--num_samples", type=int, default=100, help="K: noisy passes averaged (paper: 100)")
-    parser.add_argument("--top_n", type=int, default=10_000, help="records written (the reference keeps 10,000)")
     parser.add_argument("--batch_size", type=int, default=8, help="noisy copies per forward pass; does not change the ranking")
-    parser.add_argument("--modules", default=None, help="regex of site names replacing the default rule; prefix '+' to add to it")
-    parser.add_argument("--output_file", default="neurons/importance_ranked_neurons.json")
     args = parser.parse_args()
     setup_logging(args.log_level, args.log_file)
     started = time.time()
