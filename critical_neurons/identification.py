@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from tqdm.auto import tqdm
@@ -58,10 +58,10 @@ class CriticalSet:
     forward_passes: int
     pruned_channels: list[Channel] | None = None
     pruned_log10_perplexity: float | None = None
-    prefixes_evaluated: int = field(init=False)
 
-    def __post_init__(self) -> None:
-        self.prefixes_evaluated = len(self.steps)
+    @property
+    def prefixes_evaluated(self) -> int:
+        return len(self.steps)
 
     @property
     def channels(self) -> list[Channel]:

@@ -70,6 +70,7 @@ class SiteRecorder:
         self.names = names
         self.on_output = on_output
         self.fired: list[str] = []
+        self._seen: set[str] = set()
         self.skipped: dict[str, str] = {}
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
 
@@ -82,7 +83,8 @@ class SiteRecorder:
                 self.skipped[name] = f"output {shape} is not (batch, seq, channels)"
                 logger.info("Skipping site %s: output %s is not (batch, seq, channels)", name, shape)
                 return None
-            if name not in self.fired:
+            if name not in self._seen:
+                self._seen.add(name)
                 self.fired.append(name)
             return self.on_output(name, output)
 
