@@ -19,11 +19,12 @@ from pathlib import Path
 from critical_neurons.cli import run, setup_logging
 from critical_neurons.errors import UsageError
 from critical_neurons.figures import plot_ablation, plot_locations, plot_perplexity_curves
+from critical_neurons.io import write_text
 from critical_neurons.reporting import (
     ABLATION_COLUMNS, BEFORE_AFTER_COLUMNS, COMPARISON_COLUMNS, COMPARISON_LEVELS, CRITICAL_COLUMNS,
     ablation_rows, before_after_rows, comparison_rows, critical_channels, critical_set_rows, is_evaluator,
     is_random_masking, is_ranking, is_stage2, json_files, load_json, method_of, ranking_channels, sweep_curves,
-    write_table, write_text,
+    write_table,
 )
 
 logger = logging.getLogger("report")

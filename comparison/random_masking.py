@@ -46,8 +46,6 @@ def main() -> None:
     started = time.time()
     output = check_output_path(args.output_file)
     levels = parse_levels(args.masking_levels)
-    if args.num_runs < 1:
-        raise UsageError("--num_runs", f"must be at least 1, got {args.num_runs}", "use e.g. 10")
     if args.seed < 0:
         raise UsageError("--seed", f"must be non-negative, got {args.seed}", "use e.g. 42")
     if args.modules and args.population == "reference":

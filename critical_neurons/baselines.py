@@ -148,14 +148,18 @@ def reference_population(model: PreTrainedModel) -> Population:
     return Population("reference", tuple(names), tuple(widths))
 
 
+def check_level(population: Population, count: int) -> None:
+    if count > population.size:
+        raise UsageError("--masking_levels", f"level {count} exceeds the {population.size} channels of the population", "use smaller levels")
+
+
 def draw_channels(population: Population, count: int, seed: int, level: int, run: int) -> list[Channel]:
     """``count`` distinct channels, uniformly without replacement, from a generator seeded by (seed, level, run).
 
     ``Generator.choice(replace=False)`` costs O(count) for a large population: no rejection loop,
     no combinatorics; a draw depends only on its own (seed, level, run).
     """
-    if count > population.size:
-        raise UsageError("--masking_levels", f"level {count} exceeds the {population.size} channels of the population", "use smaller levels")
+    check_level(population, count)
     generator = np.random.default_rng([seed, level, run])
     return population.channels(generator.choice(population.size, size=count, replace=False))
 
@@ -223,20 +227,19 @@ def random_masking(
     """
     if num_runs < 1:
         raise UsageError("--num_runs", f"must be at least 1, got {num_runs}", "use e.g. 10")
-    for level in levels:
-        if level > population.size:
-            raise UsageError("--masking_levels", f"level {level} exceeds the {population.size} channels of the population", "use smaller levels")
+    check_level(population, max(levels))  # before any level runs, so no partial output
     results = []
     for level in levels:
         logger.info("=== Testing masking level: %d neurons ===", level)
         log10_values, digests = [], []
-        for run in range(num_runs if level else 1):
+        runs = num_runs if level else 1
+        for run in range(runs):
             channels = draw_channels(population, level, seed, level, run)
             with NeuronMasker(model, channels, validate=False):
                 result = perplexity(model, tokenizer, texts, max_length=max_length, batch_size=batch_size, desc=f"Level {level} run {run + 1}")
             log10_values.append(result.log10_perplexity)
             digests.append(_channels_digest(channels))
-            logger.info("Run %d/%d: perplexity %.4g (log10 %.3f)", run + 1, num_runs if level else 1, result.perplexity, result.log10_perplexity)
+            logger.info("Run %d/%d: perplexity %.4g (log10 %.3f)", run + 1, runs, result.perplexity, result.log10_perplexity)
         entry = level_statistics(level, log10_values, digests)
         logger.info("Mean perplexity: %.4g ± %.4g; range [%.4g, %.4g]", entry["mean_perplexity"], entry["std_perplexity"], entry["min_perplexity"], entry["max_perplexity"])
         results.append(entry)

@@ -95,7 +95,7 @@ def perturbation_importance(
             forward(inputs_embeds=noisy, use_cache=False)
             bar.update(noise.shape[0])
     bar.close()
-    del clean
+    clean.clear()  # free the clean outputs before ranking
 
     scores = {name: sums[name].div_(num_samples) for name in order}
     records, total, non_finite = rank_site_scores(scores, top_n, SCORE_THRESHOLD)

@@ -31,23 +31,27 @@ def finite_or_none(value: Any) -> Any:
     return value
 
 
-def write_json(path: str | os.PathLike, payload: Any) -> None:
-    """Write ``payload`` atomically: a temp file in the same folder, then rename.
+def write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` atomically: a temp file in the same folder, then rename.
 
-    An interrupted run leaves the previous file intact; NaN/Inf become null (callers keep the
-    log10 value beside any number that can overflow).
+    An interrupted run leaves the previous file intact.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(finite_or_none(payload), indent=2, allow_nan=False)
     handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(handle, "w") as tmp:
-            tmp.write(text + "\n")
+            tmp.write(text)
         os.replace(tmp_name, path)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
+
+
+def write_json(path: str | os.PathLike, payload: Any) -> None:
+    """Write ``payload`` atomically as standard JSON: NaN/Inf become null (callers keep the log10
+    value beside any number that can overflow)."""
+    write_text(path, json.dumps(finite_or_none(payload), indent=2, allow_nan=False) + "\n")
 
 
 def check_output_path(path: str, flag: str = "--output_file") -> Path:

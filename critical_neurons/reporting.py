@@ -10,15 +10,14 @@ import csv
 import io
 import json
 import math
-import os
 import re
-import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from critical_neurons.io import write_text
 from critical_neurons.records import Channel, NeuronRecord, distinct_channels
 
 LAYER_INDEX = re.compile(r"\.(\d+)\.")
@@ -453,19 +452,6 @@ def csv_text(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str]])
     for row in rows:
         writer.writerow(["" if row.get(key) is None else row.get(key) for key, _ in columns])
     return buffer.getvalue()
-
-
-def write_text(path: Path, text: str) -> None:
-    """Atomic text write (temp file + rename), as ``io.write_json`` does for JSON."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w") as tmp:
-            tmp.write(text)
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
 
 
 def write_table(path_stem: str | Path, title: str, rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str]]) -> str:

@@ -6,7 +6,6 @@ import json
 import math
 
 import pytest
-import torch
 
 from critical_neurons.identification import (
     ALL_MASKED, MAGNITUDE_EXCEEDED, MAX_STEPS, NON_FINITE, MaskingStep, PrefixScorer, critical_prefix, prefix_lengths,
