@@ -181,6 +181,15 @@ def _child(name: str, args: dict, queue) -> None:
     queue.put(PARTS[name](args))
 
 
+def load_model_check(model_path: str) -> None:
+    """Fail with one line before spawning workers when the model cannot be found."""
+    from critical_neurons.errors import UsageError
+
+    path = Path(model_path)
+    if not (path / "config.json").is_file() and not (path.is_file() and path.suffix == ".gguf"):
+        raise UsageError("--model_path", f"{model_path} is not a model folder or .gguf file", "run models/prepare_default_model.py or pass a model folder")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model_path", default=str(ROOT / "models" / "smollm2-135m"))
@@ -193,6 +202,7 @@ def main() -> None:
     parser.add_argument("--parts", default=",".join(PARTS))
     parser.add_argument("--output", default=str(ROOT / "benchmarks" / "results.json"))
     args = parser.parse_args()
+    load_model_check(args.model_path)
     settings = {key: value for key, value in vars(args).items() if key not in ("parts", "output")}
     report = {
         "machine": {
@@ -219,4 +229,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from critical_neurons.cli import run
+
+    run(main)

@@ -16,6 +16,7 @@ import torch
 
 from critical_neurons import NeuronMasker
 from critical_neurons.cli import BOOKENDS_TEXT, encode_text
+from critical_neurons.cli import run as run_cli
 from critical_neurons.generation import generate
 from critical_neurons.identification import critical_prefix
 from critical_neurons.importance import perturbation_importance
@@ -68,4 +69,4 @@ def main() -> None:
 
 if __name__ == "__main__":
     torch.manual_seed(0)
-    main()
+    run_cli(main)
