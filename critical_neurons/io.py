@@ -1,8 +1,10 @@
-"""JSON outputs (atomic, always valid) and neuron-file reading."""
+"""JSON outputs (atomic, locked, always valid) and neuron-file reading."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import math
 import os
 import platform
@@ -10,12 +12,19 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock, Timeout
+
 from critical_neurons.errors import UsageError
+from critical_neurons.identity import same_model
 from critical_neurons.records import NeuronRecord
+
+logger = logging.getLogger(__name__)
 
 NEURON_LIST_KEYS = ("top_neurons", "neurons", "final_masked_neurons")
 
@@ -31,42 +40,114 @@ def finite_or_none(value: Any) -> Any:
     return value
 
 
-def write_text(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` atomically: a temp file in the same folder, then rename.
+NAME_MAX = 255  # bytes in one file name on Linux, macOS and Windows file systems
 
-    An interrupted run leaves the previous file intact.
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_text(path: str | os.PathLike, text: str, flag: str = "--output_file") -> None:
+    """Write ``text`` atomically: a temp file in the target's folder, then rename.
+
+    A symlink is written through (its target is replaced, the link stays); the file gets the
+    permissions the umask gives a new file (an existing file keeps its mode). An interrupted run or
+    a full disk leaves the previous file intact; the disk error becomes one line naming ``flag``.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    target = Path(os.path.realpath(Path(path).expanduser()))
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        mode = target.stat().st_mode & 0o7777 if target.exists() else 0o666 & ~_current_umask()
+        handle, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=".", suffix=".tmp")
+    except OSError as error:
+        raise UsageError(flag, f"cannot write {path} ({error.strerror})", "choose a writable path") from None
     try:
         with os.fdopen(handle, "w") as tmp:
             tmp.write(text)
-        os.replace(tmp_name, path)
+            tmp.flush()
+            os.fsync(tmp.fileno())
+        os.chmod(tmp_name, mode)
+        os.replace(tmp_name, target)
+    except OSError as error:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise UsageError(flag, f"cannot write {path} ({error.strerror}); the previous file is unchanged", "free space or choose another path") from None
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
 
 
-def write_json(path: str | os.PathLike, payload: Any) -> None:
+def write_json(path: str | os.PathLike, payload: Any, flag: str = "--output_file") -> None:
     """Write ``payload`` atomically as standard JSON: NaN/Inf become null (callers keep the log10
     value beside any number that can overflow)."""
-    write_text(path, json.dumps(finite_or_none(payload), indent=2, allow_nan=False) + "\n")
+    write_text(path, json.dumps(finite_or_none(payload), indent=2, allow_nan=False) + "\n", flag)
 
 
-def check_output_path(path: str, flag: str = "--output_file") -> Path:
-    """Fail before any long computation when the output cannot be written."""
-    target = Path(path)
+def _existing_ancestor(path: Path) -> Path:
+    while not path.exists():
+        path = path.parent
+    return path
+
+
+def check_output_path(path: str, flag: str = "--output_file", inputs: Mapping[str, str | None] | None = None) -> Path:
+    """Fail before any model loads when ``path`` cannot be this run's output; returns the file written.
+
+    Refused: a folder, a device node or other non-regular file, a path equal to one of the run's
+    ``inputs`` (flag -> path), a name too long for the file system, an unwritable place. A symlink
+    is accepted and written through. Nothing is created here.
+    """
+    target = Path(os.path.realpath(Path(path).expanduser()))
     if target.is_dir():
         raise UsageError(flag, f"{path} is a folder", "give a file name such as results/out.json")
-    parent = target.parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise UsageError(flag, f"cannot create folder {parent} ({error.strerror})", "choose a writable path") from None
-    if not os.access(parent, os.W_OK) or (target.exists() and not os.access(target, os.W_OK)):
+    if target.exists() and not target.is_file():
+        raise UsageError(flag, f"{path} is not a regular file (a device, pipe or socket)", "give a file name such as results/out.json")
+    if len(target.name.encode()) > NAME_MAX:
+        raise UsageError(flag, f"the file name is {len(target.name.encode())} bytes, more than the {NAME_MAX} a file system allows", "choose a shorter name")
+    for input_flag, input_path in (inputs or {}).items():
+        if input_path and os.path.realpath(Path(input_path).expanduser()) == str(target):
+            raise UsageError(flag, f"{path} is also the run's {input_flag}, which would be overwritten", "choose another output file")
+    ancestor = _existing_ancestor(target.parent)
+    if not ancestor.is_dir():
+        raise UsageError(flag, f"cannot create a folder under {ancestor}, which is a file", "choose a writable path")
+    if not os.access(ancestor, os.W_OK | os.X_OK) or (target.exists() and not os.access(target, os.W_OK)):
         raise UsageError(flag, f"{path} is not writable", "choose a writable path")
     return target
+
+
+class OutputFile:
+    """One run's output file: checked before the model loads, locked for the whole run, written atomically."""
+
+    def __init__(self, path: str, flag: str = "--output_file", inputs: Mapping[str, str | None] | None = None):
+        self.given = path
+        self.flag = flag
+        self.path = check_output_path(path, flag, inputs)
+        lock_name = f".{self.path.name}.lock"
+        if len(lock_name.encode()) > NAME_MAX:
+            lock_name = f".{hashlib.sha256(self.path.name.encode()).hexdigest()[:16]}.lock"
+        self._lock = FileLock(self.path.parent / lock_name, timeout=0)
+
+    def __enter__(self) -> OutputFile:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._lock.acquire()
+        except Timeout:
+            raise UsageError(self.flag, f"another run is writing {self.given}", "wait for it to finish or choose another output file") from None
+        except OSError as error:
+            raise UsageError(self.flag, f"cannot lock {self.given} ({error.strerror})", "choose a writable path") from None
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self._lock.release()
+
+    def exists(self) -> bool:
+        return self.path.is_file()
+
+    def read_json(self) -> Any:
+        return read_json(str(self.path), self.flag)
+
+    def write_json(self, payload: Any) -> None:
+        write_json(self.path, payload, self.flag)
 
 
 def read_json(path: str, flag: str) -> Any:
@@ -77,14 +158,91 @@ def read_json(path: str, flag: str) -> Any:
         raise UsageError(flag, f"{path} does not exist", "pass the JSON written by an earlier step") from None
     except IsADirectoryError:
         raise UsageError(flag, f"{path} is a folder", "pass a JSON file") from None
+    except PermissionError:
+        raise UsageError(flag, f"{path} is not readable", "check its permissions") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise UsageError(flag, f"{path} is not valid JSON ({error})", "regenerate the file") from None
+    except RecursionError:
+        raise UsageError(flag, f"{path} is nested too deeply to be a result file", "pass the JSON written by an earlier step") from None
 
 
-def load_neuron_records(path: str, flag: str = "--neuron_file") -> list[NeuronRecord]:
+def _check_index(value: Any, key: str) -> int:
+    """JSON integers only: a bool, float, string or non-finite value is not a position or channel."""
+    if type(value) is not int or value < 0:
+        raise ValueError(f"{key} must be a non-negative integer, got {value!r}")
+    return value
+
+
+def _record(entry: Any) -> NeuronRecord:
+    if not isinstance(entry, dict):
+        raise ValueError(f"a record must be an object, got {type(entry).__name__}")
+    layer_name = entry.get("layer_name")
+    if not isinstance(layer_name, str) or not layer_name:
+        raise ValueError(f"layer_name must be a module name, got {layer_name!r}")
+    score = entry.get("activation_diff", 0.0)
+    if score is None:
+        score = math.nan  # written as null: a non-finite score
+    if isinstance(score, bool) or not isinstance(score, (int, float)):
+        raise ValueError(f"activation_diff must be a number, got {score!r}")
+    return NeuronRecord(
+        layer_name=layer_name,
+        seq_idx=_check_index(entry.get("seq_idx", 0), "seq_idx"),
+        hidden_idx=_check_index(entry.get("hidden_idx"), "hidden_idx"),
+        score=float(score),
+        batch_idx=_check_index(entry.get("batch_idx", 0), "batch_idx"),
+    )
+
+
+@dataclass
+class NeuronFile:
+    """A ranking file (``top_neurons``) or a Stage-2 result (``final_masked_neurons``), read and checked."""
+
+    path: str
+    payload: dict[str, Any]
+    key: str
+    records: list[NeuronRecord]
+    flag: str = "--neuron_file"
+
+    @property
+    def is_critical_set(self) -> bool:
+        return self.key == "final_masked_neurons"
+
+    @property
+    def model(self) -> dict[str, Any] | None:
+        model = self.payload.get("model")
+        return model if isinstance(model, dict) else None
+
+    @property
+    def test_text(self) -> str | None:
+        text = self.payload.get("test_text")
+        return text if isinstance(text, str) else None
+
+    def check_model(self, identity: dict[str, Any], allow_other_model: bool = False) -> None:
+        """Refuse a file made for another model (type and fingerprint), unless ``allow_other_model``.
+
+        Files that record no model (the authors' own, or older ones) are accepted with a warning.
+        """
+        recorded = self.model
+        if recorded is None:
+            logger.warning("%s records no model, so it cannot be checked against %s", self.path, identity["path"])
+            return
+        if same_model(recorded, identity):
+            return
+        problem = (
+            f"{self.path} was made for the {recorded.get('model_type')} model {recorded.get('path')} "
+            f"(fingerprint {recorded.get('fingerprint')}), not this {identity['model_type']} model {identity['path']} "
+            f"(fingerprint {identity['fingerprint']})"
+        )
+        if not allow_other_model:
+            raise UsageError(self.flag, problem, "use a neuron file made for this model, or pass --allow_other_model")
+        logger.warning("%s; used anyway (--allow_other_model)", problem)
+
+
+def read_neuron_file(path: str, flag: str = "--neuron_file") -> NeuronFile:
     """Records from a ranking file (``top_neurons``/``neurons``) or a stage-2 result (``final_masked_neurons``).
 
-    An empty list or malformed records is an error: the reference silently masked nothing.
+    An empty list or a malformed record is an error (the reference silently masked nothing);
+    non-finite scores are kept with a warning.
     """
     payload = read_json(path, flag)
     if not isinstance(payload, dict):
@@ -95,12 +253,21 @@ def load_neuron_records(path: str, flag: str = "--neuron_file") -> list[NeuronRe
     entries = payload[key]
     if not entries:
         raise UsageError(flag, f"{path} has an empty '{key}' list", "rerun the step that wrote it")
-    try:
-        return [NeuronRecord.from_dict(entry) for entry in entries]
-    except (KeyError, TypeError, ValueError, AttributeError):
-        raise UsageError(
-            flag, f"{path} has malformed records in '{key}' (each needs layer_name and an integer hidden_idx)", "regenerate the file"
-        ) from None
+    records = []
+    for index, entry in enumerate(entries):
+        try:
+            records.append(_record(entry))
+        except ValueError as error:
+            raise UsageError(flag, f"{path}: record {index} of '{key}' is malformed ({error})", "regenerate the file") from None
+    non_finite = sum(not math.isfinite(record.score) for record in records)
+    if non_finite:
+        logger.warning("%s: %d records have a non-finite score (null); they keep their place in the list", path, non_finite)
+    return NeuronFile(path, payload, key, records, flag)
+
+
+def load_neuron_records(path: str, flag: str = "--neuron_file") -> list[NeuronRecord]:
+    """The records of a neuron file (see :func:`read_neuron_file`)."""
+    return read_neuron_file(path, flag).records
 
 
 def git_commit() -> str | None:
