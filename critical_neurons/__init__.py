@@ -5,7 +5,7 @@ package; model loading, neuron sites, masking, the two stages, perplexity and fi
 """
 
 from critical_neurons.errors import UsageError
-from critical_neurons.records import Channel, NeuronRecord, distinct_channels
 from critical_neurons.masking import NeuronMasker
+from critical_neurons.records import Channel, NeuronRecord, distinct_channels
 
 __all__ = ["Channel", "NeuronMasker", "NeuronRecord", "UsageError", "distinct_channels"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -207,42 +207,35 @@ def level_statistics(level: int, log10_perplexities: Sequence[float], digests: S
     }
 
 
-def random_masking(
+def random_masking_level(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
     texts: Sequence[str],
     population: Population,
-    levels: Sequence[int],
+    level: int,
     *,
     num_runs: int = 10,
     seed: int = 42,
     max_length: int = 512,
     batch_size: int = 8,
-    on_level: Callable[[dict[str, Any]], None] | None = None,
-) -> list[dict[str, Any]]:
-    """Perplexity with ``num_runs`` random draws of N distinct channels masked, per level N.
+) -> dict[str, Any]:
+    """Perplexity with ``num_runs`` random draws of ``level`` distinct channels masked, and their statistics.
 
     Level 0 masks nothing, so it is evaluated once (the reference ran ``num_runs`` identical passes).
-    ``on_level`` receives each finished level (scripts write their output there).
+    Levels run through :class:`~critical_neurons.evaluation.LevelRunner` like every evaluator's.
     """
     if num_runs < 1:
         raise UsageError("--num_runs", f"must be at least 1, got {num_runs}", "use e.g. 10")
-    check_level(population, max(levels))  # before any level runs, so no partial output
-    results = []
-    for level in levels:
-        logger.info("=== Testing masking level: %d neurons ===", level)
-        log10_values, digests = [], []
-        runs = num_runs if level else 1
-        for run in range(runs):
-            channels = draw_channels(population, level, seed, level, run)
-            with NeuronMasker(model, channels, validate=False):
-                result = perplexity(model, tokenizer, texts, max_length=max_length, batch_size=batch_size, desc=f"Level {level} run {run + 1}")
-            log10_values.append(result.log10_perplexity)
-            digests.append(_channels_digest(channels))
-            logger.info("Run %d/%d: perplexity %.4g (log10 %.3f)", run + 1, runs, result.perplexity, result.log10_perplexity)
-        entry = level_statistics(level, log10_values, digests)
-        logger.info("Mean perplexity: %.4g ± %.4g; range [%.4g, %.4g]", entry["mean_perplexity"], entry["std_perplexity"], entry["min_perplexity"], entry["max_perplexity"])
-        results.append(entry)
-        if on_level is not None:
-            on_level(entry)
-    return results
+    check_level(population, level)
+    log10_values, digests = [], []
+    runs = num_runs if level else 1
+    for run in range(runs):
+        channels = draw_channels(population, level, seed, level, run)
+        with NeuronMasker(model, channels, validate=False):
+            result = perplexity(model, tokenizer, texts, max_length=max_length, batch_size=batch_size, desc=f"Level {level} run {run + 1}")
+        log10_values.append(result.log10_perplexity)
+        digests.append(_channels_digest(channels))
+        logger.info("Run %d/%d: perplexity %.4g (log10 %.3f)", run + 1, runs, result.perplexity, result.log10_perplexity)
+    entry = level_statistics(level, log10_values, digests)
+    logger.info("Mean perplexity: %.4g ± %.4g; range [%.4g, %.4g]", entry["mean_perplexity"], entry["std_perplexity"], entry["min_perplexity"], entry["max_perplexity"])
+    return entry

@@ -65,3 +65,29 @@ def records_digest(records: Sequence[NeuronRecord]) -> str:
 def data_digest(samples: Iterable[Any]) -> str:
     """Digest of the evaluated data: ids and content of the selected samples, in evaluation order."""
     return digest(list(samples))
+
+
+def run_key(
+    model: dict[str, Any],
+    *,
+    dtype: str,
+    records: Sequence[NeuronRecord] | None,
+    data: str,
+    seed: int,
+    selection: dict[str, Any],
+    settings: dict[str, Any],
+) -> dict[str, Any]:
+    """Everything that changes an evaluation's numbers; a file is continued only under an equal key.
+
+    ``data`` is :func:`data_digest` of the selected samples; ``selection`` says how they were chosen.
+    """
+    return {
+        "model_path": model["path"],
+        "model_fingerprint": model["fingerprint"],
+        "dtype": dtype,
+        "neurons": records_digest(records) if records else None,
+        "data": data,
+        "seed": seed,
+        "selection": selection,
+        "settings": settings,
+    }

@@ -30,6 +30,31 @@ def resolve_dtype(name: str) -> torch.dtype:
         raise UsageError("--dtype", f"unknown dtype {name!r}", f"use one of {', '.join(DTYPE_CHOICES)}") from None
 
 
+_DEVICE_MAP_STRATEGIES = ("auto", "balanced", "balanced_low_0", "sequential")
+
+
+def resolve_device_map(device_map: str | None) -> Any:
+    """Where ``from_pretrained`` puts the model: one device by default, or an accelerate strategy.
+
+    A device that is not here (``cuda:3`` on a 1-GPU box, ``cuda`` without a GPU) is refused before
+    any weight loads.
+    """
+    if device_map in (None, "", "none"):
+        return "cuda:0" if torch.cuda.is_available() else "cpu"
+    if device_map in _DEVICE_MAP_STRATEGIES:
+        return device_map
+    try:
+        device = torch.device(device_map)
+    except (RuntimeError, ValueError):
+        raise UsageError("--device_map", f"{device_map!r} is neither a device nor one of {', '.join(_DEVICE_MAP_STRATEGIES)}", 'use "auto", "cpu" or "cuda:0"') from None
+    if device.type == "cuda" and (not torch.cuda.is_available() or (device.index or 0) >= torch.cuda.device_count()):
+        raise UsageError("--device_map", f"{device_map} is not a device of this machine ({torch.cuda.device_count()} GPUs visible)", 'use "cpu", "auto" or a visible GPU')
+    backend = getattr(torch, device.type, None)
+    if device.type not in ("cpu", "cuda") and not (backend is not None and backend.is_available()):
+        raise UsageError("--device_map", f"{device_map} is not available on this machine", 'use "cpu" or "auto"')
+    return str(device)
+
+
 def _source(model_path: str) -> tuple[str, dict[str, Any]]:
     """Where ``from_pretrained`` should look, and the GGUF file name if any."""
     path = Path(model_path).expanduser()
@@ -60,16 +85,13 @@ def load_model(
     """
     source, extra = _source(model_path)
     torch_dtype = resolve_dtype(dtype)
-    if device_map in (None, "", "none"):
-        placement: Any = "cuda:0" if torch.cuda.is_available() else "cpu"
-    else:
-        placement = device_map
+    placement = resolve_device_map(device_map)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code, **extra)
         model = AutoModelForCausalLM.from_pretrained(
             source, dtype=torch_dtype, device_map=placement, trust_remote_code=trust_remote_code, **extra
         )
-    except (OSError, ValueError) as error:
+    except Exception as error:  # a truncated GGUF or broken shard fails deep in the loaders with any error type
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise UsageError("--model_path", f"cannot load {model_path} ({first_line})", "check the path, or pass --trust_remote_code for custom code") from None
     if tokenizer.pad_token is None:

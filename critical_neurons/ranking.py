@@ -96,12 +96,17 @@ def ranking_file(
     noise_scale: float | None,
     num_samples: int,
     num_tokens: int,
+    model: dict[str, Any],
     model_info: dict[str, Any],
     metadata: dict[str, Any],
     **extra: Any,
 ) -> dict[str, Any]:
-    """The ranking-file schema shared by Stage 1, AM and GM: the reference's keys, then how it was made."""
+    """The ranking-file schema shared by Stage 1, AM and GM: the reference's keys, then how it was made.
+
+    ``model`` is the identity block (:func:`critical_neurons.identity.model_identity`) every consumer checks.
+    """
     return {
+        "kind": "ranking",
         "method": method,
         "input_text": input_text,
         "noise_scale": noise_scale,
@@ -114,6 +119,7 @@ def ranking_file(
         "sites": ranking.sites,
         "skipped_sites": ranking.skipped_sites,
         "non_finite_scores": ranking.non_finite_scores,
+        "model": model,
         "model_info": model_info,
         "metadata": metadata,
     }

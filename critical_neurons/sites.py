@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn

@@ -8,30 +8,24 @@ Data: --dataset_path a local C4 JSON-lines file (``.json``/``.jsonl``, gzipped o
 reference; without it, the first validation shard of allenai/c4 (en) from the hub.
 """
 
-import argparse
-
-from critical_neurons.cli import run, setup_logging
-from critical_neurons.evaluation import LevelRunner, add_evaluator_arguments
-from critical_neurons.io import check_output_path
-from critical_neurons.models import load_model
+from critical_neurons.cli import ArgumentParser, integer, parse_arguments, run
+from critical_neurons.evaluator_cli import EvaluatorRun, add_evaluator_arguments
 from critical_neurons.perplexity import perplexity
-from critical_neurons.tasks.language_modeling import C4_HUB, C4_HUB_FILE, c4_texts
-
-PERPLEXITY_COLUMNS = ["perplexity", "log10_perplexity", "avg_loss", "total_tokens"]
+from critical_neurons.tasks.language_modeling import C4, C4_HUB, C4_HUB_FILE, c4_texts
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_evaluator_arguments(parser, default_output="results/c4_results.json", max_length=512)
-    parser.add_argument("--min_text_length", type=int, default=50, help="characters; shorter texts are skipped (reference: 50)")
-    args = parser.parse_args()
-    setup_logging(args.log_level, args.log_file)
-    check_output_path(args.output_file)
-    texts = c4_texts(args.dataset_path, args.min_text_length)[: args.max_samples]
-    model, tokenizer = load_model(args.model_path, args.dtype, args.device_map, args.trust_remote_code)
-    dataset_info = {"source": args.dataset_path or f"{C4_HUB}/{C4_HUB_FILE}", "dataset_type": "C4", "num_texts": len(texts), "max_length": args.max_length}
-    runner = LevelRunner(model, args, dataset_info, settings={"min_text_length": args.min_text_length}, summary_columns=PERPLEXITY_COLUMNS)
-    runner.run(lambda: perplexity(model, tokenizer, texts, max_length=args.max_length, batch_size=args.batch_size).to_dict())
+    parser = ArgumentParser(description=__doc__)
+    add_evaluator_arguments(parser, C4)
+    parser.add_argument("--min_text_length", type=integer(0), default=50, help="characters; shorter texts are skipped (reference: 50)")
+    args = parse_arguments(parser)
+    with EvaluatorRun(args, C4) as evaluator:
+        texts = c4_texts(args.dataset_path, args.min_text_length)[: args.max_samples]
+        model, tokenizer = evaluator.load_model()
+        evaluator.run(
+            lambda: perplexity(model, tokenizer, texts, max_length=args.max_length, batch_size=args.batch_size).to_dict(),
+            samples=texts, dataset_info={"source": args.dataset_path or f"{C4_HUB}/{C4_HUB_FILE}", "dataset_type": "C4", "num_texts": len(texts)}, selection={"min_text_length": args.min_text_length},
+        )
 
 
 if __name__ == "__main__":

@@ -7,31 +7,25 @@
 Offline: --dataset_path a local wiki.test.tokens file, or a json/jsonl/parquet/csv file with a ``text`` field.
 """
 
-import argparse
-
-from critical_neurons.cli import run, setup_logging
-from critical_neurons.evaluation import LevelRunner, add_evaluator_arguments
-from critical_neurons.io import check_output_path
-from critical_neurons.models import load_model
+from critical_neurons.cli import ArgumentParser, parse_arguments, run
+from critical_neurons.evaluator_cli import EvaluatorRun, add_evaluator_arguments
 from critical_neurons.perplexity import perplexity
-from critical_neurons.tasks.language_modeling import WIKITEXT_HUB, wikitext_texts
-
-PERPLEXITY_COLUMNS = ["perplexity", "log10_perplexity", "avg_loss", "total_tokens"]
+from critical_neurons.tasks.language_modeling import WIKITEXT, WIKITEXT_HUB, wikitext_texts
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_evaluator_arguments(parser, default_output="results/wikitext_results.json", max_length=512)
+    parser = ArgumentParser(description=__doc__)
+    add_evaluator_arguments(parser, WIKITEXT)
     parser.add_argument("--subset_name", default="wikitext-103-v1", help="hub config (the reference uses the tokenised v1)")
     parser.add_argument("--split", default="test", choices=["test", "train", "validation"])
-    args = parser.parse_args()
-    setup_logging(args.log_level, args.log_file)
-    check_output_path(args.output_file)
-    texts = wikitext_texts(args.dataset_path, args.subset_name, args.split)[: args.max_samples]
-    model, tokenizer = load_model(args.model_path, args.dtype, args.device_map, args.trust_remote_code)
-    dataset_info = {"source": args.dataset_path or f"{WIKITEXT_HUB}/{args.subset_name}", "split": args.split, "num_texts": len(texts), "max_length": args.max_length}
-    runner = LevelRunner(model, args, dataset_info, settings={}, summary_columns=PERPLEXITY_COLUMNS)
-    runner.run(lambda: perplexity(model, tokenizer, texts, max_length=args.max_length, batch_size=args.batch_size).to_dict())
+    args = parse_arguments(parser)
+    with EvaluatorRun(args, WIKITEXT) as evaluator:
+        texts = wikitext_texts(args.dataset_path, args.subset_name, args.split)[: args.max_samples]
+        model, tokenizer = evaluator.load_model()
+        evaluator.run(
+            lambda: perplexity(model, tokenizer, texts, max_length=args.max_length, batch_size=args.batch_size).to_dict(),
+            samples=texts, dataset_info={"source": args.dataset_path or f"{WIKITEXT_HUB}/{args.subset_name}", "split": args.split, "num_texts": len(texts)}, selection={"subset_name": args.subset_name, "split": args.split},
+        )
 
 
 if __name__ == "__main__":

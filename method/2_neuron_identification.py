@@ -8,13 +8,13 @@ Variant: a 5-orders threshold, skipping records that repeat a masked channel, th
     ... --max_magnitude 5 --scan channels --prune
 """
 
-import argparse
 import logging
 import time
 
-from critical_neurons.cli import add_model_arguments, encode_text, run, setup_logging
+from critical_neurons.cli import ArgumentParser, add_model_arguments, add_neuron_file_arguments, encode_text, integer, number, parse_arguments, run
 from critical_neurons.identification import critical_prefix
-from critical_neurons.io import check_output_path, load_neuron_records, run_metadata, write_json
+from critical_neurons.identity import model_identity
+from critical_neurons.io import OutputFile, read_neuron_file, run_metadata
 from critical_neurons.models import load_model, max_positions, model_info
 from critical_neurons.perplexity import LN10, exp_or_inf
 
@@ -22,73 +22,78 @@ logger = logging.getLogger("stage2")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__)
     add_model_arguments(parser)
-    parser.add_argument("--neuron_file", required=True, help="stage-1 (or AM/GM) ranking file, or a stage-2 result")
+    add_neuron_file_arguments(parser, required=True)
     parser.add_argument("--test_text", required=True, help="text whose perplexity is watched (first 512 tokens)")
-    parser.add_argument("--step_size", type=int, default=1, help="records added per step (reference CLI default: 1)")
-    parser.add_argument("--max_magnitude", type=float, default=1.0, help="stop when log10(ppl / baseline) reaches this (reference CLI default: 1.0)")
-    parser.add_argument("--max_steps", type=int, default=1000, help="step cap, as the reference")
-    parser.add_argument("--max_length", type=int, default=512, help="tokens of --test_text used (reference: 512)")
-    parser.add_argument("--batch_size", type=int, default=8, help="prefixes evaluated per forward pass; does not change the steps")
+    parser.add_argument("--step_size", type=integer(1), default=1, help="records added per step (reference CLI default: 1)")
+    parser.add_argument("--max_magnitude", type=number(0, inclusive=False), default=1.0, help="stop when log10(ppl / baseline) reaches this (reference CLI default: 1.0)")
+    parser.add_argument("--max_steps", type=integer(1), default=1000, help="step cap, as the reference")
+    parser.add_argument("--max_length", type=integer(2), default=512, help="tokens of --test_text used (reference: 512)")
+    parser.add_argument("--batch_size", type=integer(1), default=8, help="prefixes evaluated per forward pass; does not change the steps")
     parser.add_argument("--scan", choices=["records", "channels"], default="records", help="channels: skip records repeating an already-masked channel")
     parser.add_argument("--prune", action="store_true", help="then drop channels while the threshold still holds (a minimal set)")
     parser.add_argument("--output_file", default="results/critical_neurons_result.json")
-    args = parser.parse_args()
-    setup_logging(args.log_level, args.log_file)
+    args = parse_arguments(parser)
     started = time.time()
-    output = check_output_path(args.output_file)
-    records = load_neuron_records(args.neuron_file)
-
-    model, tokenizer = load_model(args.model_path, args.dtype, args.device_map, args.trust_remote_code)
-    input_ids = encode_text(tokenizer, args.test_text, "--test_text", min_tokens=2, max_length=args.max_length, max_positions=max_positions(model))
-    compute_started = time.time()
-    found = critical_prefix(
-        model,
-        input_ids,
-        records,
-        step_size=args.step_size,
-        max_magnitude=args.max_magnitude,
-        max_steps=args.max_steps,
-        batch_size=args.batch_size,
-        by_channel=args.scan == "channels",
-        prune=args.prune,
-    )
-    compute_s = round(time.time() - compute_started, 3)
-    baseline = found.baseline_log10_perplexity
-    steps = [step.to_dict(baseline) for step in found.steps]
-    final = steps[-1]
-    logger.info("Stopped: %s after %d steps", found.stopping_reason, len(steps))
-    logger.info(
-        "Critical set: %d records, %d distinct channels; perplexity %.4g -> %.4g (+%.2f orders of magnitude)",
-        len(found.records), len(found.channels), exp_or_inf(baseline * LN10), final["masked_perplexity"] or float("inf"), final["magnitude_increase"],
-    )
-    result = {
-        "baseline_perplexity": exp_or_inf(baseline * LN10),
-        "baseline_log10_perplexity": baseline,
-        "test_text": args.test_text,
-        "step_size": args.step_size,
-        "max_magnitude_increase": args.max_magnitude,
-        "masking_steps": steps,
-        "final_masked_neurons": [record.to_dict() for record in found.records],
-        "stopping_reason": found.stopping_reason,
-        "num_critical_records": len(found.records),
-        "critical_channels": [channel._asdict() for channel in found.channels],
-        "num_critical_channels": len(found.channels),
-        "forward_passes": found.forward_passes,
-        "prefixes_evaluated": found.prefixes_evaluated,
-        "neuron_file": args.neuron_file,
-        "num_tokens": int(input_ids.shape[1]),
-        "model_info": model_info(model, args.model_path),
-    }
-    if found.pruned_channels is not None:
-        result["pruned_channels"] = [channel._asdict() for channel in found.pruned_channels]
-        result["pruned_log10_perplexity"] = found.pruned_log10_perplexity
-        result["pruned_magnitude_increase"] = found.pruned_log10_perplexity - baseline
-        logger.info("Pruned to %d channels (+%.2f orders of magnitude)", len(found.pruned_channels), found.pruned_log10_perplexity - baseline)
-    result["metadata"] = run_metadata(vars(args), started, compute_s=compute_s)
-    write_json(output, result)
-    logger.info("Wrote %s", output)
+    with OutputFile(args.output_file, inputs={"--neuron_file": args.neuron_file}) as output:
+        neuron_file = read_neuron_file(args.neuron_file)
+        records = neuron_file.records
+        model, tokenizer = load_model(args.model_path, args.dtype, args.device_map, args.trust_remote_code)
+        identity = model_identity(model, args.model_path)
+        neuron_file.check_model(identity, args.allow_other_model)
+        input_ids = encode_text(tokenizer, args.test_text, "--test_text", min_tokens=2, max_length=args.max_length, max_positions=max_positions(model))
+        compute_started = time.time()
+        found = critical_prefix(
+            model,
+            input_ids,
+            records,
+            step_size=args.step_size,
+            max_magnitude=args.max_magnitude,
+            max_steps=args.max_steps,
+            batch_size=args.batch_size,
+            by_channel=args.scan == "channels",
+            prune=args.prune,
+        )
+        compute_s = round(time.time() - compute_started, 3)
+        baseline = found.baseline_log10_perplexity
+        steps = [step.to_dict(baseline) for step in found.steps]
+        final = steps[-1]
+        logger.info("Stopped: %s after %d steps", found.stopping_reason, len(steps))
+        logger.info(
+            "Critical set: %d records, %d distinct channels; perplexity %.4g -> %.4g (+%.2f orders of magnitude)",
+            len(found.records), len(found.channels), exp_or_inf(baseline * LN10), final["masked_perplexity"] or float("inf"), final["magnitude_increase"],
+        )
+        result = {
+            "kind": "critical_set",
+            "method": "prefix_search",
+            "ranking_method": neuron_file.payload.get("method"),
+            "baseline_perplexity": exp_or_inf(baseline * LN10),
+            "baseline_log10_perplexity": baseline,
+            "test_text": args.test_text,
+            "step_size": args.step_size,
+            "max_magnitude_increase": args.max_magnitude,
+            "masking_steps": steps,
+            "final_masked_neurons": [record.to_dict() for record in found.records],
+            "stopping_reason": found.stopping_reason,
+            "num_critical_records": len(found.records),
+            "critical_channels": [channel._asdict() for channel in found.channels],
+            "num_critical_channels": len(found.channels),
+            "forward_passes": found.forward_passes,
+            "prefixes_evaluated": found.prefixes_evaluated,
+            "neuron_file": args.neuron_file,
+            "num_tokens": int(input_ids.shape[1]),
+            "model": identity,
+            "model_info": model_info(model, args.model_path),
+        }
+        if found.pruned_channels is not None:
+            result["pruned_channels"] = [channel._asdict() for channel in found.pruned_channels]
+            result["pruned_log10_perplexity"] = found.pruned_log10_perplexity
+            result["pruned_magnitude_increase"] = found.pruned_log10_perplexity - baseline
+            logger.info("Pruned to %d channels (+%.2f orders of magnitude)", len(found.pruned_channels), found.pruned_log10_perplexity - baseline)
+        result["metadata"] = run_metadata(vars(args), started, compute_s=compute_s)
+        output.write_json(result)
+        logger.info("Wrote %s", output.given)
 
 
 if __name__ == "__main__":

@@ -7,15 +7,15 @@ import json
 import numpy as np
 import pytest
 import torch
-
 from conftest import ROOT, run_script
+
 from critical_neurons.baselines import (
     activation_ranking,
     draw_channels,
     gradient_ranking,
     gradient_scores,
     level_statistics,
-    random_masking,
+    random_masking_level,
     reference_population,
     site_population,
 )
@@ -168,9 +168,7 @@ def test_random_draws_distinct_reproducible_and_seeded(tiny):
 def test_random_masking_levels_and_statistics(tiny):
     model, tokenizer, input_ids = tiny
     population = site_population(model, input_ids[:, :4])
-    seen = []
-    results = random_masking(model, tokenizer, EVAL_TEXTS, population, [0, 20], num_runs=3, seed=1, batch_size=2, on_level=seen.append)
-    assert seen == results
+    results = [random_masking_level(model, tokenizer, EVAL_TEXTS, population, level, num_runs=3, seed=1, batch_size=2) for level in (0, 20)]
     assert results[0]["num_runs"] == 1  # level 0 masks nothing: evaluated once
     assert results[0]["perplexities"][0] == pytest.approx(perplexity(model, tokenizer, EVAL_TEXTS, progress=False).perplexity)
     level = results[1]

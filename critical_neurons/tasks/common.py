@@ -1,10 +1,39 @@
-"""Helpers several benchmarks share."""
+"""What every benchmark module provides (its defaults and its parts), and helpers several share."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
+
+
+@dataclass(frozen=True)
+class TaskDefaults:
+    """A benchmark's own defaults: its method name, headline metric, summary columns and lengths.
+
+    ``max_new_tokens`` is None for perplexity tasks. Every evaluator's flags and every report read these.
+    """
+
+    name: str
+    primary_metric: str
+    summary_columns: tuple[str, ...]
+    max_length: int
+    max_new_tokens: int | None = None
+    output_file: str = ""
+
+    @property
+    def generative(self) -> bool:
+        return self.max_new_tokens is not None
+
+
+@dataclass(frozen=True)
+class GenerativeTask:
+    """A generative benchmark's parts: prompt, score (extraction inside), aggregate; data is loaded by the script."""
+
+    build_prompt: Callable[[dict[str, Any]], str]
+    score: Callable[[dict[str, Any], str], dict[str, Any]]
+    aggregate: Callable[[list[dict[str, Any]]], dict[str, Any]]
 
 _LONG_RUN = re.compile(r"(.)\1{5,}")
 

@@ -18,10 +18,10 @@ from if_verifiable.ifeval.instructions_registry import INSTRUCTION_DICT
 from langdetect import DetectorFactory
 
 from critical_neurons.data import load_rows, require_fields
-from critical_neurons.evaluation import GenerativeTask
-from critical_neurons.tasks.common import is_meaningful, mean, rate
+from critical_neurons.tasks.common import GenerativeTask, TaskDefaults, is_meaningful, mean, rate
 
 HUB = "google/IFEval"
+DEFAULTS = TaskDefaults("ifeval", "strict_prompt_accuracy", ("strict_prompt_accuracy", "loose_prompt_accuracy", "strict_instruction_accuracy", "loose_instruction_accuracy", "meaningful_response_rate"), max_length=2048, max_new_tokens=512, output_file="results/ifeval_results.json")
 FIELDS = ("key", "prompt", "instruction_id_list", "kwargs")
 UNTRAINED_SPLITTER = "untrained nltk PunktSentenceTokenizer (NLTK punkt data absent; offline)"
 TRAINED_SPLITTER = "nltk punkt (english)"

@@ -16,12 +16,12 @@ from typing import Any
 from math_verify import parse, verify
 
 from critical_neurons.data import load_rows, require_fields
-from critical_neurons.evaluation import GenerativeTask
-from critical_neurons.tasks.common import group_accuracy, is_meaningful, mean, rate
+from critical_neurons.tasks.common import GenerativeTask, TaskDefaults, group_accuracy, is_meaningful, mean, rate
 
 logger = logging.getLogger(__name__)
 
 HUB = "HuggingFaceH4/MATH-500"
+DEFAULTS = TaskDefaults("math500", "accuracy", ("accuracy", "correct_count", "boxed_rate", "extraction_rate", "meaningful_response_rate"), max_length=2048, max_new_tokens=512, output_file="results/math500_results.json")
 FIELDS = ("problem", "answer")
 PROMPT = "Solve this math problem step by step:\n\n{problem}\n\nSolution:"
 ANSWER_SOURCES = ("boxed", "answer_is", "last_number")
@@ -202,7 +202,7 @@ def aggregate(details: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "accuracy": rate(details, "is_correct"),
         "correct_count": sum(detail["is_correct"] for detail in details),
-        "answer_extraction_rate": mean(float(detail["extracted_answer"] is not None) for detail in details),
+        "extraction_rate": mean(float(detail["extracted_answer"] is not None) for detail in details),
         "boxed_rate": mean(float(detail["answer_source"] == "boxed") for detail in details),
         "answer_sources": {source: sum((detail["answer_source"] or "none") == source for detail in details) for source in (*ANSWER_SOURCES, "none")},
         "verification_timeouts": sum(detail["verdict"] == "timeout" for detail in details),

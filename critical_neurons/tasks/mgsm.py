@@ -10,10 +10,10 @@ from typing import Any
 
 from critical_neurons.data import load_rows, require_fields
 from critical_neurons.errors import UsageError
-from critical_neurons.evaluation import GenerativeTask
-from critical_neurons.tasks.common import group_accuracy, is_meaningful, mean, rate
+from critical_neurons.tasks.common import GenerativeTask, TaskDefaults, group_accuracy, is_meaningful, mean, rate
 
 HUB = "juletxara/mgsm"
+DEFAULTS = TaskDefaults("mgsm", "accuracy", ("accuracy", "strict_accuracy", "total_samples", "extraction_rate", "meaningful_response_rate"), max_length=2048, max_new_tokens=512, output_file="results/mgsm_results.json")
 LANGUAGES = ("en", "es", "fr", "de", "ru", "zh", "ja", "th", "sw", "bn", "te")
 FIELDS = ("question", "answer_number")
 TOLERANCE = 1e-6
@@ -106,7 +106,7 @@ def aggregate(details: list[dict[str, Any]]) -> dict[str, Any]:
         "accuracy": rate(details, "is_correct"),
         "strict_accuracy": rate(details, "is_strict_correct"),
         "total_correct": sum(detail["is_correct"] for detail in details),
-        "prediction_rate": mean(float(detail["extracted_answer"] is not None) for detail in details),
+        "extraction_rate": mean(float(detail["extracted_answer"] is not None) for detail in details),
         "meaningful_response_rate": rate(details, "is_meaningful"),
         "language_accuracies": group_accuracy(details, "language"),
     }

@@ -7,10 +7,10 @@ from typing import Any
 
 from critical_neurons.data import load_rows, require_fields
 from critical_neurons.errors import UsageError
-from critical_neurons.evaluation import GenerativeTask
-from critical_neurons.tasks.common import answer_letters, group_accuracy, is_meaningful, mean, rate
+from critical_neurons.tasks.common import GenerativeTask, TaskDefaults, answer_letters, group_accuracy, is_meaningful, mean, rate
 
 HUB = "TIGER-Lab/MMLU-Pro"
+DEFAULTS = TaskDefaults("mmlu_pro", "overall_accuracy", ("overall_accuracy", "total_correct", "total_questions", "extraction_rate", "meaningful_response_rate"), max_length=2048, max_new_tokens=50, output_file="results/mmlu_pro_results.json")
 FIELDS = ("question", "options", "answer", "category")
 LETTERS = "ABCDEFGHIJ"
 PREAMBLE = (
