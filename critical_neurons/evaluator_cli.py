@@ -86,7 +86,11 @@ class EvaluatorRun:
         if self.model is None:
             raise RuntimeError("load_model() must run before run()")
         info = model_info(self.model, self.args.model_path)
-        info.update(neuron_file=self.args.neuron_file, neuron_list_length=len(self.records) if self.records else None)
+        info.update(
+            neuron_file=self.args.neuron_file,
+            neuron_method=self.neuron_file.payload.get("method") if self.neuron_file else None,
+            neuron_list_length=len(self.records) if self.records else None,
+        )
         settings = {"batch_size": self.args.batch_size, "max_length": self.args.max_length, **(settings or {})}
         if self.defaults.generative:
             settings.update(self.generation.to_dict())
