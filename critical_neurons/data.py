@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -56,13 +56,35 @@ def load_rows(
     return rows
 
 
-def require_fields(rows: Sequence[dict[str, Any]], fields: Sequence[str], source: str, flag: str = "--dataset_path") -> None:
-    """Fail with the missing field names when the rows are not in the expected schema."""
+TEXT = (str, int, float)  # a scalar the prompt can show (CSV readers turn numeric columns into numbers)
+OPTIONAL_TEXT = (str, type(None))
+Schema = Mapping[str, type | tuple[type, ...]] | Sequence[str]
+
+
+def require_fields(rows: Sequence[dict[str, Any]], schema: Schema, source: str, flag: str = "--dataset_path") -> None:
+    """Every row has every field, with a value of the expected type (a list of names means: present, not null).
+
+    All rows are checked, not only the first: a bad row deep in the file would otherwise fail (or be
+    mis-scored) only after hours of generation. The error names the row, the field and the fix.
+    """
     if not rows:
         raise UsageError(flag, f"{source} has no rows", "pass a non-empty dataset")
-    missing = [field for field in fields if field not in rows[0]]
+    types = dict(schema) if isinstance(schema, Mapping) else dict.fromkeys(schema, object)
+    missing = [field for field in types if field not in rows[0]]
     if missing:
         raise UsageError(flag, f"{source} lacks the field(s) {', '.join(missing)} (it has {', '.join(list(rows[0])[:12])})", "pass data in the benchmark's schema")
+    for index, row in enumerate(rows):
+        for field, expected in types.items():
+            if field not in row:
+                raise UsageError(flag, f"{source} row {index} lacks the field {field}", "pass data in the benchmark's schema")
+            value = row[field]
+            if (value is None and expected is object) or isinstance(value, bool) or not isinstance(value, expected):
+                raise UsageError(flag, f"{source} row {index}: field {field} is {type(value).__name__} {str(value)[:40]!r}, not {_type_names(expected)}", "fix that row")
+
+
+def _type_names(expected: type | tuple[type, ...]) -> str:
+    names = [kind.__name__ for kind in (expected if isinstance(expected, tuple) else (expected,))]
+    return "a value" if names == ["object"] else " or ".join("null" if name == "NoneType" else name for name in names)
 
 
 def subsample(rows: list[Any], size: int | None, seed: int, flag: str = "--max_samples") -> list[Any]:

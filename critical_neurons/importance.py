@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 
 import torch
 from tqdm.auto import tqdm
@@ -51,8 +52,10 @@ def perturbation_importance(
     """
     if num_samples < 1:
         raise UsageError("--num_samples", f"must be at least 1, got {num_samples}", "use e.g. 100")
-    if noise_scale < 0:
-        raise UsageError("--noise_scale", f"must be non-negative, got {noise_scale}", "use e.g. 5")
+    if not math.isfinite(noise_scale) or noise_scale < 0:
+        raise UsageError("--noise_scale", f"must be a finite non-negative number, got {noise_scale}", "use e.g. 5")
+    if noise_scale == 0:
+        logger.warning("Noise scale 0: every noisy pass equals the clean one, so no score exceeds the threshold and the ranking is empty")
     if batch_size < 1:
         raise UsageError("--batch_size", f"must be at least 1, got {batch_size}", "use e.g. 8")
     check_top_n(top_n)

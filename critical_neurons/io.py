@@ -98,12 +98,12 @@ def check_output_path(path: str, flag: str = "--output_file", inputs: Mapping[st
     is accepted and written through. Nothing is created here.
     """
     target = Path(os.path.realpath(Path(path).expanduser()))
+    if len(target.name.encode()) > NAME_MAX:
+        raise UsageError(flag, f"the file name is {len(target.name.encode())} bytes, more than the {NAME_MAX} a file system allows", "choose a shorter name")
     if target.is_dir():
         raise UsageError(flag, f"{path} is a folder", "give a file name such as results/out.json")
     if target.exists() and not target.is_file():
         raise UsageError(flag, f"{path} is not a regular file (a device, pipe or socket)", "give a file name such as results/out.json")
-    if len(target.name.encode()) > NAME_MAX:
-        raise UsageError(flag, f"the file name is {len(target.name.encode())} bytes, more than the {NAME_MAX} a file system allows", "choose a shorter name")
     for input_flag, input_path in (inputs or {}).items():
         if input_path and os.path.realpath(Path(input_path).expanduser()) == str(target):
             raise UsageError(flag, f"{path} is also the run's {input_flag}, which would be overwritten", "choose another output file")

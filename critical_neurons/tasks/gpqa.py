@@ -8,7 +8,7 @@ import random
 import re
 from typing import Any
 
-from critical_neurons.data import load_rows, require_fields
+from critical_neurons.data import TEXT, load_rows, require_fields
 from critical_neurons.tasks.common import GenerativeTask, TaskDefaults, answer_letters, group_accuracy, is_meaningful, mean, rate
 
 logger = logging.getLogger(__name__)
@@ -17,7 +17,7 @@ HUB = "Idavidrein/gpqa"
 CONFIG = "gpqa_diamond"
 DEFAULTS = TaskDefaults("gpqa_diamond", "overall_accuracy", ("overall_accuracy", "strict_accuracy", "total_questions", "extraction_rate", "meaningful_response_rate"), max_length=2048, max_new_tokens=50, output_file="results/gpqa_results.json")
 ANSWER_FIELDS = ("Correct Answer", "Incorrect Answer 1", "Incorrect Answer 2", "Incorrect Answer 3")
-FIELDS = ("Question", *ANSWER_FIELDS)
+FIELDS = {"Question": TEXT, **dict.fromkeys(ANSWER_FIELDS, (*TEXT, type(None)))}
 LETTERS = "ABCD"
 INSTRUCTION = 'Please provide your answer as "The answer is (X)" where X is the correct option letter.'
 ANSWER_LEAD = r"answer\s+is|answer\s*:"

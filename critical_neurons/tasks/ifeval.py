@@ -18,11 +18,12 @@ from if_verifiable.ifeval.instructions_registry import INSTRUCTION_DICT
 from langdetect import DetectorFactory
 
 from critical_neurons.data import load_rows, require_fields
+from critical_neurons.errors import UsageError
 from critical_neurons.tasks.common import GenerativeTask, TaskDefaults, is_meaningful, mean, rate
 
 HUB = "google/IFEval"
 DEFAULTS = TaskDefaults("ifeval", "strict_prompt_accuracy", ("strict_prompt_accuracy", "loose_prompt_accuracy", "strict_instruction_accuracy", "loose_instruction_accuracy", "meaningful_response_rate"), max_length=2048, max_new_tokens=512, output_file="results/ifeval_results.json")
-FIELDS = ("key", "prompt", "instruction_id_list", "kwargs")
+FIELDS = {"key": (int, str), "prompt": str, "instruction_id_list": list, "kwargs": (list, type(None))}
 UNTRAINED_SPLITTER = "untrained nltk PunktSentenceTokenizer (NLTK punkt data absent; offline)"
 TRAINED_SPLITTER = "nltk punkt (english)"
 PUNKT = "tokenizers/punkt/english.pickle"  # if-verifiable's sentence counter
@@ -39,9 +40,13 @@ def load_samples(source: str | None = None, split: str = "train") -> list[dict[s
     rows = load_rows(source or HUB, split=split)
     require_fields(rows, FIELDS, source or HUB)
     samples = []
-    for row in rows:
+    for index, row in enumerate(rows):
         ids = [str(instruction) for instruction in row["instruction_id_list"]]
         kwargs = list(row["kwargs"] or [])
+        unknown = [instruction for instruction in ids if instruction not in INSTRUCTION_DICT]
+        if unknown or not all(entry is None or isinstance(entry, dict) for entry in kwargs):
+            problem = f"unknown instruction ids {', '.join(unknown)}" if unknown else "kwargs holds a non-object entry"
+            raise UsageError("--dataset_path", f"{source or HUB} row {index}: {problem}", "pass data in google/IFEval's schema")
         kwargs += [{}] * (len(ids) - len(kwargs))
         samples.append(
             {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from critical_neurons.data import load_rows, require_fields
+from critical_neurons.data import OPTIONAL_TEXT, load_rows, require_fields
 from critical_neurons.tasks.common import TaskDefaults
 
 WIKITEXT_HUB = "wikitext"
@@ -36,7 +36,7 @@ def wikitext_texts(source: str | None, subset: str = "wikitext-103-v1", split: s
     if source and Path(source).suffix in TOKEN_FILE_SUFFIXES and Path(source).is_file():
         return wikitext_paragraphs(Path(source).read_text(encoding="utf-8").splitlines(), min_chars)
     rows = load_rows(source or WIKITEXT_HUB, config=subset, split=split)
-    require_fields(rows, ["text"], source or WIKITEXT_HUB)
+    require_fields(rows, {"text": OPTIONAL_TEXT}, source or WIKITEXT_HUB)
     texts = (str(row["text"] or "").strip() for row in rows)
     return [text for text in texts if len(text) > min_chars]
 
@@ -44,6 +44,6 @@ def wikitext_texts(source: str | None, subset: str = "wikitext-103-v1", split: s
 def c4_texts(source: str | None, min_chars: int = 50) -> list[str]:
     """``text`` fields with at least ``min_chars`` characters (the reference's >=) from C4 JSON lines."""
     rows = load_rows(source, split="train") if source else load_rows(C4_HUB, data_files=C4_HUB_FILE)
-    require_fields(rows, ["text"], source or C4_HUB)
+    require_fields(rows, {"text": OPTIONAL_TEXT}, source or C4_HUB)
     texts = (str(row["text"] or "").strip() for row in rows)
     return [text for text in texts if len(text) >= min_chars]

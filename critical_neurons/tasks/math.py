@@ -15,14 +15,14 @@ from typing import Any
 
 from math_verify import parse, verify
 
-from critical_neurons.data import load_rows, require_fields
+from critical_neurons.data import TEXT, load_rows, require_fields
 from critical_neurons.tasks.common import GenerativeTask, TaskDefaults, group_accuracy, is_meaningful, mean, rate
 
 logger = logging.getLogger(__name__)
 
 HUB = "HuggingFaceH4/MATH-500"
 DEFAULTS = TaskDefaults("math500", "accuracy", ("accuracy", "correct_count", "boxed_rate", "extraction_rate", "meaningful_response_rate"), max_length=2048, max_new_tokens=512, output_file="results/math500_results.json")
-FIELDS = ("problem", "answer")
+FIELDS = {"problem": TEXT, "answer": TEXT}
 PROMPT = "Solve this math problem step by step:\n\n{problem}\n\nSolution:"
 ANSWER_SOURCES = ("boxed", "answer_is", "last_number")
 

@@ -8,14 +8,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from critical_neurons.data import load_rows, require_fields
+from critical_neurons.data import TEXT, load_rows, require_fields
 from critical_neurons.errors import UsageError
 from critical_neurons.tasks.common import GenerativeTask, TaskDefaults, group_accuracy, is_meaningful, mean, rate
 
 HUB = "juletxara/mgsm"
 DEFAULTS = TaskDefaults("mgsm", "accuracy", ("accuracy", "strict_accuracy", "total_samples", "extraction_rate", "meaningful_response_rate"), max_length=2048, max_new_tokens=512, output_file="results/mgsm_results.json")
 LANGUAGES = ("en", "es", "fr", "de", "ru", "zh", "ja", "th", "sw", "bn", "te")
-FIELDS = ("question", "answer_number")
+FIELDS = {"question": TEXT, "answer_number": TEXT}
 TOLERANCE = 1e-6
 # A number not glued to a preceding ASCII letter or digit (CJK text may touch it): "1,000" with
 # thousands separators, then an optional decimal part; a minus sign only when it is not a hyphen.

@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from critical_neurons.data import load_rows, require_fields
+from critical_neurons.data import TEXT, load_rows, require_fields
 from critical_neurons.errors import UsageError
 from critical_neurons.tasks.common import GenerativeTask, TaskDefaults, answer_letters, group_accuracy, is_meaningful, mean, rate
 
 HUB = "TIGER-Lab/MMLU-Pro"
 DEFAULTS = TaskDefaults("mmlu_pro", "overall_accuracy", ("overall_accuracy", "total_correct", "total_questions", "extraction_rate", "meaningful_response_rate"), max_length=2048, max_new_tokens=50, output_file="results/mmlu_pro_results.json")
-FIELDS = ("question", "options", "answer", "category")
+FIELDS = {"question": TEXT, "options": list, "answer": str, "category": TEXT}
 LETTERS = "ABCDEFGHIJ"
 PREAMBLE = (
     'You are a knowledge expert. You are supposed to answer the multi-choice question to derive your final answer as '
@@ -24,6 +24,10 @@ def load_samples(source: str | None = None, split: str = "test", categories: Seq
     """Questions in file order, optionally only some categories (case-insensitive, as the reference)."""
     rows = load_rows(source or HUB, split=split)
     require_fields(rows, FIELDS, source or HUB)
+    for index, row in enumerate(rows):
+        letter = row["answer"].strip().upper()
+        if len(letter) != 1 or letter not in LETTERS[: min(len(row["options"]), len(LETTERS))]:
+            raise UsageError("--dataset_path", f"{source or HUB} row {index}: answer {row['answer']!r} is not one of its {len(row['options'])} options", "fix that row")
     if categories:
         wanted = {category.strip().lower() for category in categories}
         available = sorted({str(row["category"]) for row in rows})
