@@ -6,14 +6,18 @@
 
 Variant: the reference's ordering (signed gradient, descending), still with the graph intact:
     ... --signed
-Loss: mean next-token cross-entropy of the text (labels = input ids), model in eval mode. Unlike
-the reference, no hook detaches the outputs, so every site gets its own gradient.
+Variant: the reference's ranking itself (its hook replaced every site output by a detached clone,
+so only o_proj/down_proj get a gradient, the same map in every layer):
+    ... --signed --graph cut
+Loss: mean next-token cross-entropy of the text (labels = input ids), model in eval mode (the
+reference used train mode, which changes nothing for models without dropout). By default no hook
+detaches the outputs, so every site gets its own gradient.
 """
 
 import logging
 import time
 
-from critical_neurons.baselines import GRADIENT_THRESHOLD, gradient_ranking
+from critical_neurons.baselines import GRADIENT_THRESHOLD, GRAPHS, gradient_ranking
 from critical_neurons.cli import ArgumentParser, add_model_arguments, add_ranking_arguments, encode_text, parse_arguments, run
 from critical_neurons.identity import model_identity
 from critical_neurons.io import OutputFile, run_metadata
@@ -30,13 +34,14 @@ def main() -> None:
     add_ranking_arguments(parser, "neurons/gradient_ranked_neurons.json")
     parser.set_defaults(dtype="float32")
     parser.add_argument("--signed", action="store_true", help="rank by the signed gradient, as the reference did (default: magnitude)")
+    parser.add_argument("--graph", choices=GRAPHS, default="intact", help="cut: the reference's hook (each site output replaced by a detached clone)")
     args = parse_arguments(parser)
     started = time.time()
     with OutputFile(args.output_file) as output:
         model, tokenizer = load_model(args.model_path, args.dtype, args.device_map, args.trust_remote_code)
         input_ids = encode_text(tokenizer, args.input_text, "--input_text", max_positions=max_positions(model))
         compute_started = time.time()
-        ranking, loss = gradient_ranking(model, input_ids, top_n=args.top_n, modules=args.modules, signed=args.signed)
+        ranking, loss = gradient_ranking(model, input_ids, top_n=args.top_n, modules=args.modules, signed=args.signed, graph=args.graph)
         compute_s = round(time.time() - compute_started, 3)
         logger.info("Loss %.4f, perplexity %.4g", loss, exp_or_inf(loss))
         log_ranking(ranking, "gradient value")
@@ -55,6 +60,7 @@ def main() -> None:
                 perplexity=exp_or_inf(loss),
                 log10_perplexity=loss / LN10,
                 score="signed_gradient" if args.signed else "abs_gradient",
+                graph=args.graph,
                 score_threshold=GRADIENT_THRESHOLD,
             ),
         )

@@ -63,21 +63,33 @@ def next_token_loss(logits: torch.Tensor, input_ids: torch.Tensor) -> torch.Tens
     return F.cross_entropy(logits[0, :-1].float(), input_ids[0, 1:].to(logits.device))
 
 
+GRAPHS = ("intact", "cut")
+
+
 def gradient_scores(
-    model: PreTrainedModel, input_ids: torch.Tensor, *, modules: str | None = None, signed: bool = False
+    model: PreTrainedModel, input_ids: torch.Tensor, *, modules: str | None = None, signed: bool = False, graph: str = "intact"
 ) -> tuple[dict[str, torch.Tensor], dict[str, str], float]:
     """site name -> (seq, channels) float32 |d loss / d output| (signed with ``signed``), the skipped sites, and the loss.
 
-    The graph stays intact: gradients are taken with respect to the sites' real outputs. The
-    reference replaced each output by a detached clone, which cut the graph at every site, so only
-    o_proj/down_proj got a gradient and it was the same map in every layer. Inputs enter as
+    ``graph="intact"``: gradients are taken with respect to the sites' real outputs. ``"cut"``
+    reproduces the reference's hook, which replaced each output by a detached clone: the graph is cut
+    at every site, so only sites whose outputs reach the loss through un-hooked operations (o_proj,
+    down_proj) get a gradient, the same map in every layer, and the others score zero. Scores come
+    in firing order, or in backward order for ``cut`` (the reference's tie order). Inputs enter as
     embeddings that require grad, so every site is in the graph even with frozen weights;
     ``autograd.grad`` then computes no weight gradients.
     """
+    if graph not in GRAPHS:
+        raise UsageError("--graph", f"must be one of {', '.join(GRAPHS)}, got {graph!r}", "use intact or cut")
     outputs: dict[str, torch.Tensor] = {}
 
-    def keep(name: str, output: torch.Tensor) -> None:
+    def keep(name: str, output: torch.Tensor) -> torch.Tensor | None:
+        if graph == "cut":
+            output = output.detach().clone().requires_grad_(True)
+            outputs[name] = output
+            return output  # replaces the module's output: the graph stops here
         outputs[name] = output
+        return None
 
     input_ids = input_ids.to(model.get_input_embeddings().weight.device)
     with torch.enable_grad():
@@ -92,15 +104,17 @@ def gradient_scores(
     for name, tensor, grad in zip(recorder.fired, tensors, grads):
         grad = torch.zeros_like(tensor, dtype=torch.float32) if grad is None else grad.float()  # unused: no effect on the loss
         scores[name] = grad[0] if signed else grad[0].abs()  # (seq, channels)
+    if graph == "cut":
+        scores = dict(reversed(scores.items()))
     return scores, dict(recorder.skipped), float(loss.detach())
 
 
 def gradient_ranking(
-    model: PreTrainedModel, input_ids: torch.Tensor, *, top_n: int = 10_000, modules: str | None = None, signed: bool = False
+    model: PreTrainedModel, input_ids: torch.Tensor, *, top_n: int = 10_000, modules: str | None = None, signed: bool = False, graph: str = "intact"
 ) -> tuple[Ranking, float]:
     """GM baseline: rank (site, position, channel) by |d loss / d output|; returns the ranking and the loss."""
     check_top_n(top_n)
-    scores, skipped, loss = gradient_scores(model, input_ids, modules=modules, signed=signed)
+    scores, skipped, loss = gradient_scores(model, input_ids, modules=modules, signed=signed, graph=graph)
     records, total, non_finite = rank_site_scores(scores, top_n, GRADIENT_THRESHOLD)
     return Ranking(records, total, list(scores), skipped, non_finite), loss
 

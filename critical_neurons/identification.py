@@ -22,6 +22,7 @@ MAGNITUDE_EXCEEDED = "magnitude_increase_exceeded"
 ALL_MASKED = "all_neurons_masked"
 MAX_STEPS = "max_steps_reached"
 NON_FINITE = "non_finite_perplexity"
+NAN_POLICIES = ("stop", "continue")
 
 
 @dataclass
@@ -29,7 +30,7 @@ class MaskingStep:
     step: int
     neurons_masked: int
     distinct_channels: int
-    log10_perplexity: float  # nan when the loss was not finite
+    log10_perplexity: float  # +inf when the loss overflowed, nan when it was NaN
 
     def magnitude(self, baseline_log10: float) -> float:
         return self.log10_perplexity - baseline_log10
@@ -84,7 +85,7 @@ class PrefixScorer:
             nll, counts = sequence_nll(self.model, rows)
         self.forward_passes += 1
         mean_loss = nll / counts.double()
-        return [value / LN10 if math.isfinite(value) else math.nan for value in mean_loss.tolist()]
+        return [value / LN10 for value in mean_loss.tolist()]  # +inf stays +inf, NaN stays NaN
 
 
 def prefix_lengths(records: Sequence[NeuronRecord], step_size: int, by_channel: bool) -> list[int]:
@@ -102,7 +103,7 @@ def prefix_lengths(records: Sequence[NeuronRecord], step_size: int, by_channel: 
             seen.add(record.channel)
             introduces.append(index + 1)
     lengths = introduces[step_size - 1 :: step_size]
-    if lengths[-1] != introduces[-1]:
+    if not lengths or lengths[-1] != introduces[-1]:
         lengths.append(introduces[-1])
     return lengths
 
@@ -118,6 +119,7 @@ def critical_prefix(
     batch_size: int = 8,
     by_channel: bool = False,
     prune: bool = False,
+    nan_policy: str = "stop",
     progress: bool = True,
 ) -> CriticalSet:
     """Grow the masked prefix until log10(ppl / baseline) >= ``max_magnitude``.
@@ -125,7 +127,9 @@ def critical_prefix(
     The step records equal the reference's sequential search: prefixes run in batches (one row per
     prefix, each with its own mask) whose size grows 1, 2, 4, ... up to ``batch_size``, so a search
     that stops at step 1 costs one masked pass, and a long one costs ~steps / batch_size passes.
-    A non-finite masked loss counts as collapse, with its own stopping reason.
+    ``nan_policy="stop"``: a non-finite masked loss counts as collapse, with its own stopping reason.
+    ``"continue"`` is the authors' loop: a NaN step is recorded and the search goes on (NaN never
+    passes the threshold test), and +inf counts as exceeding the threshold.
     """
     if step_size < 1:
         raise UsageError("--step_size", f"must be at least 1, got {step_size}", "use e.g. 1")
@@ -133,12 +137,15 @@ def critical_prefix(
         raise UsageError("--max_steps", f"must be at least 1, got {max_steps}", "use e.g. 1000")
     if batch_size < 1:
         raise UsageError("--batch_size", f"must be at least 1, got {batch_size}", "use e.g. 8")
+    if nan_policy not in NAN_POLICIES:
+        raise UsageError("--nan_policy", f"must be one of {', '.join(NAN_POLICIES)}, got {nan_policy!r}", "use stop or continue")
     validate_channels(model, set(distinct_channels(records)))
     scorer = PrefixScorer(model, input_ids)
     (baseline,) = scorer.log10_perplexities([[]])
     if not math.isfinite(baseline):
         raise UsageError("--test_text", "the unmasked model gives a non-finite perplexity on this text", "check --dtype (try float32 or bfloat16)")
-    lengths = prefix_lengths(records, step_size, by_channel)[:max_steps]
+    every_length = prefix_lengths(records, step_size, by_channel)  # its last prefix masks every channel of the list
+    lengths = every_length[:max_steps]
     steps: list[MaskingStep] = []
     reason = None
     chunk = 1
@@ -150,11 +157,11 @@ def critical_prefix(
             steps.append(MaskingStep(len(steps) + 1, length, len(channels), value))
             bar.update(1)
             logger.debug("Step %d: %d records (%d channels) -> log10 ppl %.3f", len(steps), length, len(channels), value)
-            if not math.isfinite(value):
+            if nan_policy == "stop" and not math.isfinite(value):
                 reason = NON_FINITE
-            elif value - baseline >= max_magnitude:
+            elif value - baseline >= max_magnitude:  # False for NaN, True for +inf
                 reason = MAGNITUDE_EXCEEDED
-            elif length == len(records):
+            elif len(steps) == len(every_length):
                 reason = ALL_MASKED
             elif len(steps) == len(lengths):
                 reason = MAX_STEPS

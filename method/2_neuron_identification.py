@@ -12,7 +12,7 @@ import logging
 import time
 
 from critical_neurons.cli import ArgumentParser, add_model_arguments, add_neuron_file_arguments, encode_text, integer, number, parse_arguments, run
-from critical_neurons.identification import critical_prefix
+from critical_neurons.identification import NAN_POLICIES, critical_prefix
 from critical_neurons.identity import model_identity
 from critical_neurons.io import OutputFile, read_neuron_file, run_metadata
 from critical_neurons.models import load_model, max_positions, model_info
@@ -33,6 +33,10 @@ def main() -> None:
     parser.add_argument("--batch_size", type=integer(1), default=8, help="prefixes evaluated per forward pass; does not change the steps")
     parser.add_argument("--scan", choices=["records", "channels"], default="records", help="channels: skip records repeating an already-masked channel")
     parser.add_argument("--prune", action="store_true", help="then drop channels while the threshold still holds (a minimal set)")
+    parser.add_argument(
+        "--nan_policy", choices=NAN_POLICIES, default="stop",
+        help="stop: a non-finite perplexity ends the search; continue: the authors' loop (a NaN step is recorded and the search goes on; +inf exceeds the threshold)",
+    )
     parser.add_argument("--output_file", default="results/critical_neurons_result.json")
     args = parse_arguments(parser)
     started = time.time()
@@ -54,6 +58,7 @@ def main() -> None:
             batch_size=args.batch_size,
             by_channel=args.scan == "channels",
             prune=args.prune,
+            nan_policy=args.nan_policy,
         )
         compute_s = round(time.time() - compute_started, 3)
         baseline = found.baseline_log10_perplexity
@@ -73,6 +78,7 @@ def main() -> None:
             "test_text": args.test_text,
             "step_size": args.step_size,
             "max_magnitude_increase": args.max_magnitude,
+            "nan_policy": args.nan_policy,
             "masking_steps": steps,
             "final_masked_neurons": [record.to_dict() for record in found.records],
             "stopping_reason": found.stopping_reason,

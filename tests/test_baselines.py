@@ -189,7 +189,7 @@ def test_activation_and_gradient_clis_feed_stage2(tiny_model_path, tmp_path):
     path = tiny_model_path("llama")
     am, gm, stage2 = tmp_path / "am.json", tmp_path / "gm.json", tmp_path / "stage2.json"
     run_script("comparison/activation_masking.py", "--model_path", path, "--input_text", TEXT, "--top_n", 200, "--output_file", am, check=True)
-    run_script("comparison/gradient_masking.py", "--model_path", path, "--input_text", TEXT, "--top_n", 200, "--signed", "--output_file", gm, check=True)
+    run_script("comparison/gradient_masking.py", "--model_path", path, "--input_text", TEXT, "--top_n", 200, "--signed", "--graph", "cut", "--output_file", gm, check=True)
     for file, method in ((am, "multi_gpu_activation_value_analysis"), (gm, "multi_gpu_gradient_based_analysis")):
         payload = json.loads(file.read_text())
         assert payload["method"] == method and payload["noise_scale"] is None and payload["num_samples"] == 1
@@ -197,7 +197,7 @@ def test_activation_and_gradient_clis_feed_stage2(tiny_model_path, tmp_path):
         assert set(payload["top_neurons"][0]) == {"layer_name", "batch_idx", "seq_idx", "hidden_idx", "activation_diff"}
         assert payload["metadata"]["arguments"]["model_path"] == str(path)
     gm_payload = json.loads(gm.read_text())
-    assert gm_payload["score"] == "signed_gradient" and gm_payload["perplexity"] == pytest.approx(np.exp(gm_payload["loss"]))
+    assert gm_payload["score"] == "signed_gradient" and gm_payload["graph"] == "cut" and gm_payload["perplexity"] == pytest.approx(np.exp(gm_payload["loss"]))
     run_script("method/2_neuron_identification.py", "--model_path", path, "--neuron_file", gm, "--test_text", TEXT, "--max_steps", 3, "--output_file", stage2, check=True)
     assert json.loads(stage2.read_text())["masking_steps"]
 
@@ -213,3 +213,30 @@ def test_random_masking_cli(tiny_model_path, tmp_path):
     assert [entry["num_runs"] for entry in payload["results"]] == [1, 2]
     bad = run_script("comparison/random_masking.py", "--model_path", tiny_model_path("llama"), "--masking_levels", "0,x", "--output_file", tmp_path / "bad.json")
     assert bad.returncode == 2 and "--masking_levels" in bad.stderr and not (tmp_path / "bad.json").exists()
+
+
+def test_cut_graph_reproduces_the_reference_gradient_map(tiny):
+    """--graph cut: every o_proj/down_proj gets dL/d(final residual stream), the other sites nothing."""
+    model, _, input_ids = tiny
+    scores, _, loss = gradient_scores(model, input_ids, signed=True, graph="cut")
+    # Hand computation: the gradient of the loss with respect to the input of the final norm.
+    captured = {}
+    handle = model.model.norm.register_forward_pre_hook(lambda module, args: captured.setdefault("h", args[0]))
+    with torch.enable_grad():
+        embeddings = model.get_input_embeddings()(input_ids).detach().requires_grad_(True)
+        hf_loss = model(inputs_embeds=embeddings, labels=input_ids).loss
+        (residual_grad,) = torch.autograd.grad(hf_loss, captured["h"])
+    handle.remove()
+    assert loss == pytest.approx(float(hf_loss.detach()), rel=1e-5)
+    carried = [name for name in scores if name.endswith(("o_proj", "down_proj"))]
+    assert len(carried) == 4
+    for name in carried:
+        assert torch.equal(scores[name], scores[carried[0]])
+        torch.testing.assert_close(scores[name], residual_grad[0].float(), rtol=1e-4, atol=1e-7)
+    assert all(not scores[name].any() for name in scores if name not in carried)
+    # Ties break in backward order, as the reference's tensor hooks fired: last layer's down_proj first.
+    ranking, _ = gradient_ranking(model, input_ids, top_n=4, signed=True, graph="cut")
+    assert [record.layer_name for record in ranking.records] == [
+        "model.layers.1.mlp.down_proj", "model.layers.1.self_attn.o_proj", "model.layers.0.mlp.down_proj", "model.layers.0.self_attn.o_proj",
+    ]
+    assert len({(record.seq_idx, record.hidden_idx) for record in ranking.records}) == 1

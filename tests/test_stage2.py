@@ -8,7 +8,14 @@ import math
 import pytest
 
 from critical_neurons.identification import (
-    ALL_MASKED, MAGNITUDE_EXCEEDED, MAX_STEPS, NON_FINITE, MaskingStep, PrefixScorer, critical_prefix, prefix_lengths,
+    ALL_MASKED,
+    MAGNITUDE_EXCEEDED,
+    MAX_STEPS,
+    NON_FINITE,
+    MaskingStep,
+    PrefixScorer,
+    critical_prefix,
+    prefix_lengths,
 )
 from critical_neurons.importance import perturbation_importance
 from critical_neurons.io import write_json
@@ -107,3 +114,34 @@ def test_prune_keeps_the_threshold(setup):
 def test_records_roundtrip():
     record = NeuronRecord("model.layers.0.mlp.down_proj", seq_idx=3, hidden_idx=7, score=1.5)
     assert NeuronRecord.from_dict(record.to_dict()) == record
+
+
+def test_nan_policy_continue_records_nan_steps_and_stops_at_inf(setup, monkeypatch):
+    """The authors' loop: NaN never passes the threshold test, so the search goes on; +inf exceeds it."""
+    model, ids, records = setup
+    original = PrefixScorer.log10_perplexities
+    poisoned = {2: math.nan, 3: math.nan, 5: math.inf}  # distinct channels masked -> value
+
+    def scored(self, sets):
+        return [poisoned.get(len(s), value) for s, value in zip(sets, original(self, sets))]
+
+    monkeypatch.setattr(PrefixScorer, "log10_perplexities", scored)
+    channels = distinct_channels(records)
+    by_channel = [next(record for record in records if record.channel == channel) for channel in channels[:8]]
+    found = critical_prefix(model, ids, by_channel, max_magnitude=1e6, nan_policy="continue", progress=False)
+    values = [step.log10_perplexity for step in found.steps]
+    assert len(values) == 5 and math.isnan(values[1]) and math.isnan(values[2]) and values[4] == math.inf
+    assert found.stopping_reason == MAGNITUDE_EXCEEDED and len(found.records) == 5
+    stopped = critical_prefix(model, ids, by_channel, max_magnitude=1e6, nan_policy="stop", progress=False)
+    assert stopped.stopping_reason == NON_FINITE and len(stopped.steps) == 2
+
+
+def test_channel_scan_with_a_step_larger_than_the_channels_and_trailing_repeats(setup):
+    model, ids, records = setup
+    first = records[0]
+    repeats = [first, records[1], first, first]  # two channels, then only repeats of a masked one
+    assert prefix_lengths(repeats, 5, by_channel=True) == [2]
+    found = critical_prefix(model, ids, repeats, max_magnitude=1e6, step_size=5, by_channel=True, progress=False)
+    assert found.stopping_reason == ALL_MASKED and [step.neurons_masked for step in found.steps] == [2]
+    capped = critical_prefix(model, ids, records, max_magnitude=1e6, max_steps=2, progress=False)
+    assert capped.stopping_reason == MAX_STEPS
