@@ -10,13 +10,14 @@ import json
 import logging
 import time
 from collections.abc import Callable, Sequence
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from critical_neurons.errors import UsageError
+from critical_neurons.folding import can_fold, check_fold, folded, plan_folds
 from critical_neurons.generation import generate
 from critical_neurons.io import OutputFile, run_metadata
 from critical_neurons.masking import NeuronMasker
@@ -52,14 +53,52 @@ def level_channels(records: Sequence[NeuronRecord] | None, level: int) -> list[C
     return distinct_channels(records[:level]) if level and records else []
 
 
-def masked_evaluation(model: PreTrainedModel, records: Sequence[NeuronRecord] | None, evaluate: Callable[[], dict[str, Any]]) -> Callable[[int], dict[str, Any]]:
-    """``evaluate`` run with the first ``level`` records' channels masked, plus how much was masked."""
+MASK_MODES = ("auto", "hook", "fold")
+
+
+def resolve_mask_mode(model: PreTrainedModel, channels: Sequence[Channel], requested: str = "auto") -> str:
+    """``auto``: fold when every channel folds exactly, else hook; ``fold`` refuses an unfoldable site by name."""
+    if requested not in MASK_MODES:
+        raise UsageError("--mask_mode", f"must be one of {', '.join(MASK_MODES)}, got {requested!r}", "use auto, hook or fold")
+    if requested == "fold":
+        plan_folds(model, channels)
+        return "fold"
+    if requested == "auto":
+        return "fold" if channels and can_fold(model, channels) else "hook"
+    return "hook"
+
+
+def masking(model: PreTrainedModel, channels: Sequence[Channel], mode: str = "hook") -> AbstractContextManager:
+    """The channels zeroed for the ``with`` body: by forward hooks, or folded into the weights and restored after."""
+    if not channels:
+        return nullcontext()
+    return folded(model, channels) if mode == "fold" else NeuronMasker(model, channels, validate=False)
+
+
+def masked_evaluation(
+    model: PreTrainedModel,
+    records: Sequence[NeuronRecord] | None,
+    evaluate: Callable[[], dict[str, Any]],
+    *,
+    mask_mode: str = "hook",
+    tokenizer: PreTrainedTokenizerBase | None = None,
+) -> Callable[[int], dict[str, Any]]:
+    """``evaluate`` run with the first ``level`` records' channels masked, plus how much was masked.
+
+    In fold mode each level's fold is first checked against the hooked model on a probe text
+    (``tokenizer`` needed) and the check is recorded in the level entry.
+    """
 
     def at_level(level: int) -> dict[str, Any]:
         channels = level_channels(records, level)
-        with NeuronMasker(model, channels, validate=False) if channels else nullcontext():
-            metrics = evaluate()
-        return {"neurons_masked": min(level, len(records)) if records else 0, "distinct_channels_masked": len(channels), **metrics}
+        entry: dict[str, Any] = {"neurons_masked": min(level, len(records)) if records else 0, "distinct_channels_masked": len(channels)}
+        if channels:
+            entry["mask_mode"] = mask_mode
+            if mask_mode == "fold":
+                entry["fold_check"] = check_fold(model, tokenizer, channels)
+        with masking(model, channels, mask_mode):
+            entry.update(evaluate())
+        return entry
 
     return at_level
 
@@ -125,17 +164,13 @@ class LevelRunner:
         self.print_summary()
         return self.payload()
 
-    def run_masked(self, model: PreTrainedModel, records: Sequence[NeuronRecord] | None, evaluate: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-        """:meth:`run` with the first ``level`` records masked while ``evaluate`` runs."""
-        return self.run(masked_evaluation(model, records, evaluate))
-
     def payload(self) -> dict[str, Any]:
         order = {level: index for index, level in enumerate(self.levels)}
         results = sorted(self.results, key=lambda entry: order.get(entry["masking_level"], len(order)))
         return {**self.header, "run_key": self.run_key, "results": results, "metadata": run_metadata(self.arguments, self.started)}
 
     def print_summary(self) -> None:
-        columns = ["masking_level", "distinct_channels_masked", *self.summary_columns]
+        columns = ["masking_level", "distinct_channels_masked", *(self.summary_columns or [self.header.get("primary_metric", "")])]
         rows = [[_format(entry.get(column)) for column in columns] for entry in self.payload()["results"]]
         widths = [max(len(column), *(len(row[i]) for row in rows)) for i, column in enumerate(columns)]
         lines = ["Results summary", "  ".join(column.ljust(width) for column, width in zip(columns, widths))]

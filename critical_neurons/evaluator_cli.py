@@ -14,26 +14,30 @@ from typing import Any
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from critical_neurons.cli import add_model_arguments, add_neuron_file_arguments, integer
-from critical_neurons.evaluation import GenerationSettings, LevelRunner, parse_masking_levels
+from critical_neurons.evaluation import MASK_MODES, GenerationSettings, LevelRunner, level_channels, masked_evaluation, parse_masking_levels, resolve_mask_mode
 from critical_neurons.identity import data_digest, model_identity, run_key
 from critical_neurons.io import NeuronFile, OutputFile, read_neuron_file
 from critical_neurons.masking import validate_channels
 from critical_neurons.models import load_model, model_info
-from critical_neurons.records import distinct_channels
 from critical_neurons.tasks.common import TaskDefaults
 
 
-def add_evaluator_arguments(parser: argparse.ArgumentParser, defaults: TaskDefaults, *, max_samples: int | None = None) -> None:
-    """The seed's evaluator flags plus the toolkit's, with the benchmark's own defaults."""
+def add_evaluator_arguments(parser: argparse.ArgumentParser, defaults: TaskDefaults, *, dataset: bool = True) -> None:
+    """The seed's evaluator flags plus the toolkit's, with the benchmark's own defaults.
+
+    ``dataset=False`` leaves out ``--dataset_path`` and ``--max_samples`` (lm-eval tasks bring their own data).
+    """
     add_model_arguments(parser)
     add_neuron_file_arguments(parser, required=False)
     parser.add_argument("--masking_levels", default=None, help='comma-separated record counts to mask, e.g. "0,4" (default "0")')
     parser.add_argument("--num_neurons_to_mask", type=integer(0), default=0, help="single level, used when --masking_levels is absent (reference flag)")
     parser.add_argument("--output_file", default=defaults.output_file)
-    parser.add_argument("--max_samples", "--sample_size", dest="max_samples", type=integer(1), default=max_samples, help="evaluate this many samples (seeded subset; default: all)")
     parser.add_argument("--batch_size", type=integer(1), default=8, help="sequences per forward pass / generate call")
     parser.add_argument("--max_length", type=integer(2), default=defaults.max_length, help=f"input tokens kept per sample (reference: {defaults.max_length})")
-    parser.add_argument("--dataset_path", default=None, help="hub id, local folder, or json/jsonl(.gz)/parquet/csv file")
+    if dataset:
+        parser.add_argument("--max_samples", "--sample_size", dest="max_samples", type=integer(1), default=None, help="evaluate this many samples (seeded subset; default: all)")
+        parser.add_argument("--dataset_path", default=None, help="hub id, local folder, or json/jsonl(.gz)/parquet/csv file")
+    parser.add_argument("--mask_mode", choices=MASK_MODES, default="auto", help="hook: forward hooks; fold: zero the weights for a level, restored after; auto: fold when every channel folds")
     if defaults.generative:
         parser.add_argument("--max_new_tokens", type=integer(1), default=defaults.max_new_tokens, help=f"greedy tokens generated (reference: {defaults.max_new_tokens})")
         parser.add_argument("--chat_template", action="store_true", help="wrap prompts in the tokenizer's chat template (the reference uses raw text)")
@@ -45,12 +49,16 @@ class EvaluatorRun:
     def __init__(self, args: argparse.Namespace, defaults: TaskDefaults):
         self.args = args
         self.defaults = defaults
-        self.output = OutputFile(args.output_file, inputs={"--neuron_file": args.neuron_file, "--dataset_path": args.dataset_path, "--model_path": args.model_path})
+        inputs = {"--neuron_file": args.neuron_file, "--dataset_path": getattr(args, "dataset_path", None), "--model_path": args.model_path}
+        self.output = OutputFile(args.output_file, inputs=inputs)
         self.neuron_file: NeuronFile | None = read_neuron_file(args.neuron_file) if args.neuron_file else None
         self.records = self.neuron_file.records if self.neuron_file else None
         self.levels = parse_masking_levels(args.masking_levels, args.num_neurons_to_mask, len(self.records) if self.records else None)
         self.model: PreTrainedModel | None = None
+        self.tokenizer: PreTrainedTokenizerBase | None = None
         self.identity: dict[str, Any] = {}
+        self.mask_mode = "hook"
+        self.header: dict[str, Any] = {}
 
     def __enter__(self) -> EvaluatorRun:
         self.output.__enter__()
@@ -63,14 +71,22 @@ class EvaluatorRun:
     def generation(self) -> GenerationSettings:
         return GenerationSettings(self.args.max_new_tokens, self.args.batch_size, self.args.max_length, self.args.chat_template)
 
+    def set_primary_metric(self, name: str) -> None:
+        """Name the headline metric once it is known, unless the task or the user already did."""
+        if not self.header.get("primary_metric"):
+            self.header["primary_metric"] = name
+
     def load_model(self) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
         """Load the model, refuse a neuron file made for another one, validate every channel masked."""
         args = self.args
         self.model, tokenizer = load_model(args.model_path, args.dtype, args.device_map, args.trust_remote_code)
         self.identity = model_identity(self.model, args.model_path)
+        channels = level_channels(self.records, max(self.levels))
         if self.neuron_file is not None:
             self.neuron_file.check_model(self.identity, args.allow_other_model)
-            validate_channels(self.model, distinct_channels(self.neuron_file.records[: max(self.levels)]))
+            validate_channels(self.model, channels)
+        self.mask_mode = resolve_mask_mode(self.model, channels, args.mask_mode)
+        self.tokenizer = tokenizer
         return self.model, tokenizer
 
     def run(
@@ -81,8 +97,13 @@ class EvaluatorRun:
         dataset_info: dict[str, Any],
         selection: dict[str, Any] | None = None,
         settings: dict[str, Any] | None = None,
+        primary_metric: str | None = None,
     ) -> dict[str, Any]:
-        """Evaluate every level (resuming the same run) and write the output after each."""
+        """Evaluate every level (resuming the same run) and write the output after each.
+
+        ``primary_metric`` overrides the task's; a task that learns it only from its first results
+        (lm-eval) calls :meth:`set_primary_metric` from ``evaluate``.
+        """
         if self.model is None:
             raise RuntimeError("load_model() must run before run()")
         info = model_info(self.model, self.args.model_path)
@@ -94,11 +115,11 @@ class EvaluatorRun:
         settings = {"batch_size": self.args.batch_size, "max_length": self.args.max_length, **(settings or {})}
         if self.defaults.generative:
             settings.update(self.generation.to_dict())
-        selection = {"max_samples": self.args.max_samples, **(selection or {})}
-        header = {
+        selection = {"max_samples": getattr(self.args, "max_samples", None), **(selection or {})}
+        self.header = header = {
             "kind": "evaluation",
             "method": self.defaults.name,
-            "primary_metric": self.defaults.primary_metric,
+            "primary_metric": primary_metric or self.defaults.primary_metric,
             "model": self.identity,
             "model_info": info,
             "dataset_info": dataset_info,
@@ -106,4 +127,4 @@ class EvaluatorRun:
         }
         key = run_key(self.identity, dtype=info["dtype"], records=self.records, data=data_digest(samples), seed=self.args.seed, selection=selection, settings=settings)
         runner = LevelRunner(self.output, header=header, run_key=key, levels=self.levels, summary_columns=self.defaults.summary_columns, arguments=vars(self.args))
-        return runner.run_masked(self.model, self.records, evaluate)
+        return runner.run(masked_evaluation(self.model, self.records, evaluate, mask_mode=self.mask_mode, tokenizer=self.tokenizer))
