@@ -27,7 +27,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from critical_neurons.errors import UsageError
 from critical_neurons.folding import FoldEdit, apply_folds
-from critical_neurons.io import write_text
+from critical_neurons.io import current_umask, existing_ancestor, write_text
 from critical_neurons.records import Channel
 
 logger = logging.getLogger(__name__)
@@ -59,12 +59,6 @@ def local_checkpoint(model_path: str) -> Path | None:
     return None
 
 
-def _existing_ancestor(path: Path) -> Path:
-    while not path.exists():
-        path = path.parent
-    return path
-
-
 def check_output_dir(output_dir: str, model_path: str, *, link: bool) -> Path:
     """The resolved target, checked before the model loads.
 
@@ -82,7 +76,7 @@ def check_output_dir(output_dir: str, model_path: str, *, link: bool) -> Path:
         source = Path(os.path.realpath(source))
         if target == source or source in target.parents:
             raise UsageError("--output_dir", f"{output_dir} is the source model folder or inside it", "choose a folder outside the source")
-    ancestor = _existing_ancestor(target.parent)
+    ancestor = existing_ancestor(target.parent)
     if not ancestor.is_dir() or not os.access(ancestor, os.W_OK | os.X_OK):
         raise UsageError("--output_dir", f"cannot create {output_dir} ({ancestor} is not a writable folder)", "choose a writable place")
     if link:
@@ -95,15 +89,9 @@ def check_output_dir(output_dir: str, model_path: str, *, link: bool) -> Path:
     return target
 
 
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def _new_file_mode(path: Path) -> None:
     """The mode the umask gives a new file (safetensors writes 0600 whatever the umask)."""
-    os.chmod(path, 0o666 & ~_current_umask())
+    os.chmod(path, 0o666 & ~current_umask())
 
 
 @contextmanager
@@ -112,7 +100,7 @@ def staging_dir(target: Path) -> Iterator[Path]:
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
-        os.chmod(staging, 0o777 & ~_current_umask())
+        os.chmod(staging, 0o777 & ~current_umask())
     except OSError as error:
         raise UsageError("--output_dir", f"cannot create a folder beside {target} ({error.strerror})", "choose a writable place") from None
     try:

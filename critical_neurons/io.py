@@ -43,7 +43,8 @@ def finite_or_none(value: Any) -> Any:
 NAME_MAX = 255  # bytes in one file name on Linux, macOS and Windows file systems
 
 
-def _current_umask() -> int:
+def current_umask() -> int:
+    """The process umask (read without changing it for more than an instant)."""
     mask = os.umask(0)
     os.umask(mask)
     return mask
@@ -59,7 +60,7 @@ def write_text(path: str | os.PathLike, text: str, flag: str = "--output_file") 
     target = Path(os.path.realpath(Path(path).expanduser()))
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        mode = target.stat().st_mode & 0o7777 if target.exists() else 0o666 & ~_current_umask()
+        mode = target.stat().st_mode & 0o7777 if target.exists() else 0o666 & ~current_umask()
         handle, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=".", suffix=".tmp")
     except OSError as error:
         raise UsageError(flag, f"cannot write {path} ({error.strerror})", "choose a writable path") from None
@@ -84,7 +85,8 @@ def write_json(path: str | os.PathLike, payload: Any, flag: str = "--output_file
     write_text(path, json.dumps(finite_or_none(payload), indent=2, allow_nan=False) + "\n", flag)
 
 
-def _existing_ancestor(path: Path) -> Path:
+def existing_ancestor(path: Path) -> Path:
+    """The nearest part of ``path`` that exists: where a new file or folder would be created."""
     while not path.exists():
         path = path.parent
     return path
@@ -107,7 +109,7 @@ def check_output_path(path: str, flag: str = "--output_file", inputs: Mapping[st
     for input_flag, input_path in (inputs or {}).items():
         if input_path and os.path.realpath(Path(input_path).expanduser()) == str(target):
             raise UsageError(flag, f"{path} is also the run's {input_flag}, which would be overwritten", "choose another output file")
-    ancestor = _existing_ancestor(target.parent)
+    ancestor = existing_ancestor(target.parent)
     if not ancestor.is_dir():
         raise UsageError(flag, f"cannot create a folder under {ancestor}, which is a file", "choose a writable path")
     if not os.access(ancestor, os.W_OK | os.X_OK) or (target.exists() and not os.access(target, os.W_OK)):
