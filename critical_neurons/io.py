@@ -267,11 +267,6 @@ def read_neuron_file(path: str, flag: str = "--neuron_file") -> NeuronFile:
     return NeuronFile(path, payload, key, records, flag)
 
 
-def load_neuron_records(path: str, flag: str = "--neuron_file") -> list[NeuronRecord]:
-    """The records of a neuron file (see :func:`read_neuron_file`)."""
-    return read_neuron_file(path, flag).records
-
-
 def git_commit() -> str | None:
     try:
         result = subprocess.run(
