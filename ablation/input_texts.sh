@@ -10,18 +10,22 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 MODEL=${1:-models/smollm2-135m}
 OUT=${2:-results/ablation}
 
+errors=$(mktemp)
+trap 'rm -f "$errors"' EXIT
 rankings=()
 for file in "$ROOT"/ablation/texts/*.txt; do
     name=$(basename "$file" .txt)
     text=$(cat "$file")
     status=0
-    python "$ROOT/method/1_importance_evaluation.py" --model_path "$MODEL" --input_text "$text" \
-        --noise_scale 5 --num_samples "${NUM_SAMPLES:-100}" --output_file "$OUT/text_${name}_neurons.json" || status=$?
-    if [ "$status" -eq 2 ]; then
+    # stderr still reaches the terminal and is also kept, to tell a refused text from any other error.
+    { python "$ROOT/method/1_importance_evaluation.py" --model_path "$MODEL" --input_text "$text" \
+        --noise_scale 5 --num_samples "${NUM_SAMPLES:-100}" --output_file "$OUT/text_${name}_neurons.json" \
+        2>&1 1>&3 3>&- | tee "$errors" >&2; } 3>&1 || status=$?
+    if [ "$status" -eq 2 ] && grep -q '^error: --input_text' "$errors"; then
         echo "refused $name.txt (the error above); continuing with the other texts" >&2
         continue
     elif [ "$status" -ne 0 ]; then
-        exit "$status"
+        exit "$status"  # a model, output or any other error stops the loop at once
     fi
     python "$ROOT/method/2_neuron_identification.py" --model_path "$MODEL" --neuron_file "$OUT/text_${name}_neurons.json" \
         --test_text "$text" --max_magnitude "${MAX_MAGNITUDE:-1.0}" --output_file "$OUT/text_${name}_critical.json"

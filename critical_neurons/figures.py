@@ -40,28 +40,37 @@ def _save(figure: plt.Figure, path: str | Path) -> Path:
     return path
 
 
-def plot_perplexity_curves(curves: dict[str, dict[int, dict[str, Any]]], path: str | Path, title: str = "") -> Path:
-    """Perplexity (log scale) against the number of neurons masked, one line per method."""
-    figure, axis = plt.subplots(figsize=(7, 4.5))
-    for method in COMPARISON_METHODS:
-        curve = curves.get(method)
-        if not curve:
-            continue
-        levels = sorted(curve)
-        color, marker = STYLES[method]
-        axis.plot(levels, _log10([curve[level]["log10"] for level in levels]), color=color, marker=marker, markersize=4, label=LABELS[method])
-        if method == "random":
-            low = _log10([curve[level].get("log10_min") for level in levels])
-            high = _log10([curve[level].get("log10_max") for level in levels])
-            axis.fill_between(levels, low, high, color=color, alpha=0.2, linewidth=0)
-    _power_of_ten_axis(axis)
-    axis.set_xscale("symlog", linthresh=1)  # shows the first few neurons and the 100..1000 sweep in one plot
-    axis.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
-    axis.set_xlabel("neurons masked (symlog scale; ranked records, random: distinct channels)")
-    axis.set_ylabel("perplexity (log scale)")
-    axis.set_title(title or "Perplexity as neurons are masked")
-    axis.grid(True, which="major", alpha=0.3)
-    axis.legend(loc="best", fontsize=8)
+def plot_perplexity_curves(panels: dict[str, dict[str, dict[int, dict[str, Any]]]], path: str | Path) -> Path:
+    """Perplexity (log scale) against the number of neurons masked: one panel per model and data set, one line per method.
+
+    Panels rather than one crowded plot: each model keeps its own perplexity range, and no line of
+    one model sits on another model's axis.
+    """
+    columns = min(len(panels), 3)
+    rows = math.ceil(len(panels) / columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(7 * columns, 4.5 * rows), squeeze=False)
+    for axis, (title, curves) in zip(axes.flat, panels.items()):
+        for method in COMPARISON_METHODS:
+            curve = curves.get(method)
+            if not curve:
+                continue
+            levels = sorted(curve)
+            color, marker = STYLES[method]
+            axis.plot(levels, _log10([curve[level]["log10"] for level in levels]), color=color, marker=marker, markersize=4, label=LABELS[method])
+            if method == "random":
+                low = _log10([curve[level].get("log10_min") for level in levels])
+                high = _log10([curve[level].get("log10_max") for level in levels])
+                axis.fill_between(levels, low, high, color=color, alpha=0.2, linewidth=0)
+        _power_of_ten_axis(axis)
+        axis.set_xscale("symlog", linthresh=1)  # shows the first few neurons and the 100..1000 sweep in one plot
+        axis.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+        axis.set_xlabel("neurons masked (symlog scale; ranked records, random: distinct channels)")
+        axis.set_ylabel("perplexity (log scale)")
+        axis.set_title(title)
+        axis.grid(True, which="major", alpha=0.3)
+        axis.legend(loc="best", fontsize=8)
+    for axis in axes.flat[len(panels) :]:
+        axis.set_visible(False)
     return _save(figure, path)
 
 
@@ -90,7 +99,10 @@ def plot_locations(channels: Sequence[Channel], critical: Sequence[Channel], pat
 
 
 def plot_ablation(groups: dict[str, tuple[str, list[dict[str, Any]]]], path: str | Path) -> Path:
-    """One panel per ablated parameter: top-k overlap and Spearman rho with the default, critical-set size on a second axis."""
+    """One panel per ablated parameter: top-k overlap and Spearman rho with the default, critical-set size on a second axis.
+
+    Each panel's rows are one model's (see :func:`critical_neurons.reporting.ablation_rows`); its title names it.
+    """
     figure, axes = plt.subplots(1, len(groups), figsize=(5 * len(groups), 4), squeeze=False)
     for axis, (name, (key, rows)) in zip(axes[0], groups.items()):
         rows = [row for row in rows if isinstance(row.get(key), (int, float))]
@@ -101,6 +113,7 @@ def plot_ablation(groups: dict[str, tuple[str, list[dict[str, Any]]]], path: str
         axis.set_ylim(lowest - 0.05, 1.05)
         axis.set_xlabel(name)
         axis.set_ylabel("agreement with the default setting")
+        axis.set_title(f"model: {rows[0]['model']}" if rows else "", fontsize=10)
         sizes = [row.get("critical_channels") for row in rows]
         if any(size is not None for size in sizes):
             twin = axis.twinx()

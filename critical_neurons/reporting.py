@@ -1,7 +1,10 @@
 """Turning ranking files and result JSON into the paper's tables: ablation summaries, comparisons, before/after.
 
-Everything here reads plain JSON written by the scripts; nothing loads a model. Tables are lists of
-dicts (one per row) rendered as Markdown or CSV by :func:`markdown_table` and :func:`csv_text`.
+Everything here reads plain JSON written by the scripts; nothing loads a model. A file says what it
+is (``kind``), what made it (``method``, ``primary_metric``) and for which model (``model``): the
+report reads those and never guesses from keys or file names, and it never merges or compares two
+models' files. Tables are lists of dicts (one per row) rendered as Markdown or CSV by
+:func:`markdown_table` and :func:`csv_text`.
 """
 
 from __future__ import annotations
@@ -9,27 +12,53 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import math
 import re
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from critical_neurons.identity import same_model
 from critical_neurons.io import write_text
-from critical_neurons.records import Channel, NeuronRecord, distinct_channels
+from critical_neurons.records import Channel
+
+logger = logging.getLogger(__name__)
 
 LAYER_INDEX = re.compile(r"\.(\d+)\.")
 COMPARISON_LEVELS = tuple(range(100, 1001, 100))
+MODEL_KEYS = ("path", "model_type", "fingerprint")
+ModelKey = tuple[str, str]  # (model_type, fingerprint): what makes two files one model's
 
 
 # ---- reading ---------------------------------------------------------------------------------
 
 
-def load_json(path: str | Path) -> Any:
-    with open(path) as handle:
-        return json.load(handle)
+@dataclass(frozen=True)
+class ResultFile:
+    """One output JSON, read and checked: its kind, method and model come from the file itself."""
+
+    path: Path
+    payload: dict[str, Any]
+
+    @property
+    def kind(self) -> str | None:
+        kind = self.payload.get("kind")
+        return kind if isinstance(kind, str) else None
+
+    @property
+    def method(self) -> str:
+        return str(self.payload.get("method"))
+
+    @property
+    def model(self) -> dict[str, Any] | None:
+        """The ``model`` block, or None where the file records none (the authors' files, older outputs)."""
+        model = self.payload.get("model")
+        return model if _valid_model(model) else None
 
 
 def json_files(folder: str | Path) -> list[Path]:
@@ -38,40 +67,212 @@ def json_files(folder: str | Path) -> list[Path]:
     return sorted(folder.glob("*.json")) if folder.is_dir() else []
 
 
-def is_ranking(payload: Any) -> bool:
-    return isinstance(payload, dict) and isinstance(payload.get("top_neurons"), list) and "method" in payload
+def _skip(path: Path, reason: str) -> None:
+    logger.warning("Skipping %s: %s", path, reason)
 
 
-def is_stage2(payload: Any) -> bool:
-    return isinstance(payload, dict) and "masking_steps" in payload and "final_masked_neurons" in payload
+def read_result(path: str | Path) -> ResultFile | None:
+    """A toolkit output whose shape fits its ``kind``; None, after one warning naming the file, for anything else.
+
+    Unreadable files, invalid or absurdly nested JSON, files without ``kind`` (older outputs, the
+    authors' own files) and files of a known kind with a broken shape are all skipped: a report
+    over a folder of mixed files must never stop on one of them.
+    """
+    path = Path(path)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            payload = json.load(handle)
+    except OSError as error:
+        return _skip(path, f"not readable ({error.strerror or error})")
+    except RecursionError:
+        return _skip(path, "JSON nested too deeply to be a result file")
+    except ValueError as error:  # JSONDecodeError, UnicodeDecodeError
+        return _skip(path, f"not valid JSON ({' '.join(str(error).split())})")
+    if not isinstance(payload, dict):
+        return _skip(path, f"a JSON {type(payload).__name__}, not an object")
+    if "kind" not in payload:
+        return _skip(path, "no 'kind' field (an older output or another tool's file); rerun the step that wrote it")
+    kind = payload["kind"]
+    if not isinstance(kind, str):
+        return _skip(path, f"'kind' is not a string ({kind!r:.40})")
+    try:
+        SHAPE_CHECKS.get(kind, _no_check)(payload)
+    except ValueError as error:
+        return _skip(path, f"a {kind} file with a broken shape ({error})")
+    return ResultFile(path, payload)
 
 
-def is_random_masking(payload: Any) -> bool:
-    return isinstance(payload, dict) and "experiment_info" in payload and isinstance(payload.get("results"), list)
+def read_results(paths: Iterable[str | Path]) -> list[ResultFile]:
+    """The readable, well-formed outputs among ``paths`` (see :func:`read_result`)."""
+    return [result for result in map(read_result, paths) if result is not None]
 
 
-def is_evaluator(payload: Any) -> bool:
-    results = payload.get("results") if isinstance(payload, dict) else None
-    return isinstance(results, list) and bool(results) and "masking_level" in results[0] and not is_random_masking(payload)
+def of_kind(results: Iterable[ResultFile], kind: str) -> list[ResultFile]:
+    return [result for result in results if result.kind == kind]
+
+
+def _valid_model(model: Any) -> bool:
+    return isinstance(model, dict) and all(isinstance(model.get(key), str) and model[key] for key in MODEL_KEYS)
+
+
+def _is_number(value: Any) -> bool:
+    """A JSON number a float can hold (an integer past 1e308 would overflow every later computation)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        float(value)
+    except OverflowError:
+        return False
+    return True
+
+
+def _numbers(entry: dict[str, Any], names: Iterable[str], where: str) -> None:
+    """Each of ``names`` present in ``entry`` is a number or null."""
+    for name in names:
+        value = entry.get(name)
+        if value is not None and not _is_number(value):
+            raise ValueError(f"{where}: '{name}' is not a number ({value!r:.40})")
+
+
+def record_channels(entries: Any, key: str) -> list[Channel]:
+    """Distinct channels of a record list, best first; ValueError naming the first malformed record."""
+    if not isinstance(entries, list):
+        raise ValueError(f"'{key}' is not a list")
+    channels = []
+    for index, entry in enumerate(entries):
+        name = entry.get("layer_name") if isinstance(entry, dict) else None
+        hidden = entry.get("hidden_idx") if isinstance(entry, dict) else None
+        if not isinstance(name, str) or not name or type(hidden) is not int or hidden < 0:
+            raise ValueError(f"record {index} of '{key}' has no module name and channel index")
+        channels.append(Channel(name, hidden))
+    return list(dict.fromkeys(channels))
 
 
 def ranking_channels(payload: dict[str, Any]) -> list[Channel]:
     """Distinct channels of a ranking file, best first (first appearance of each channel)."""
-    return distinct_channels(NeuronRecord.from_dict(entry) for entry in payload["top_neurons"])
+    return record_channels(payload.get("top_neurons"), "top_neurons")
 
 
 def critical_channels(payload: dict[str, Any]) -> list[Channel]:
     """The critical channels of a stage-2 result."""
-    return distinct_channels(NeuronRecord.from_dict(entry) for entry in payload["final_masked_neurons"])
+    return record_channels(payload.get("final_masked_neurons"), "final_masked_neurons")
 
 
-def log10_of(entry: dict[str, Any], key: str = "perplexity") -> float | None:
-    """log10 of a perplexity, from the log10 field written beside it (it survives overflow) or the value."""
-    for name in (f"log10_{key}", f"log10_mean_{key}"):
-        if entry.get(name) is not None:
-            return float(entry[name])
+def _check_identity(payload: dict[str, Any]) -> None:
+    if not isinstance(payload.get("method"), str) or not payload["method"]:
+        raise ValueError("no 'method'")
+    if not _valid_model(payload.get("model")):
+        raise ValueError("no 'model' block with path, model_type and fingerprint")
+
+
+def _check_ranking(payload: dict[str, Any]) -> None:
+    _check_identity(payload)
+    ranking_channels(payload)
+
+
+def _check_critical_set(payload: dict[str, Any]) -> None:
+    _check_identity(payload)
+    critical_channels(payload)
+    steps = payload.get("masking_steps")
+    if not isinstance(steps, list) or not all(isinstance(step, dict) for step in steps):
+        raise ValueError("'masking_steps' is not a list of objects")
+    _numbers(payload, ("baseline_perplexity",), "the file")
+    for step in steps[-1:]:
+        _numbers(step, ("log10_perplexity", "magnitude_increase"), "the last masking step")
+
+
+def _check_levels(payload: dict[str, Any], extra: Sequence[str]) -> None:
+    """``results`` is a non-empty list of level entries, each with a level and a numeric headline metric."""
+    _check_identity(payload)
+    metric = payload.get("primary_metric")
+    if not isinstance(metric, str) or not metric:
+        raise ValueError("no 'primary_metric'")
+    if not isinstance(payload.get("model_info", {}), dict):
+        raise ValueError("'model_info' is not an object")
+    results = payload.get("results")
+    if not isinstance(results, list) or not results:
+        raise ValueError("'results' is not a non-empty list")
+    for index, entry in enumerate(results):
+        if not isinstance(entry, dict):
+            raise ValueError(f"results[{index}] is not an object")
+        level = entry.get("masking_level")
+        if type(level) is not int or not 0 <= level < 2**53:  # levels are plotted as floats
+            raise ValueError(f"results[{index}] has no masking_level (a non-negative integer)")
+        if metric not in entry:
+            raise ValueError(f"results[{index}] has no '{metric}' (the file's primary_metric)")
+        _numbers(entry, (metric, f"log10_{metric}", *extra), f"results[{index}]")
+
+
+def _check_evaluation(payload: dict[str, Any]) -> None:
+    _check_levels(payload, ("distinct_channels_masked",))
+    neuron_method = payload.get("model_info", {}).get("neuron_method")
+    if neuron_method is not None and not isinstance(neuron_method, str):
+        raise ValueError("'model_info.neuron_method' is not a string")
+
+
+def _check_random_masking(payload: dict[str, Any]) -> None:
+    _check_levels(payload, ("std_perplexity", "min_log10_perplexity", "max_log10_perplexity"))
+
+
+def _no_check(payload: dict[str, Any]) -> None:
+    """Kinds the report does not read (characterisation, summaries, ...) are kept unchecked and then ignored."""
+
+
+SHAPE_CHECKS: dict[str, Callable[[dict[str, Any]], None]] = {
+    "ranking": _check_ranking,
+    "critical_set": _check_critical_set,
+    "evaluation": _check_evaluation,
+    "random_masking": _check_random_masking,
+}
+
+
+# ---- models ----------------------------------------------------------------------------------
+
+
+def model_key(model: dict[str, Any]) -> ModelKey:
+    return model["model_type"], model["fingerprint"]
+
+
+def model_labels(results: Iterable[ResultFile]) -> dict[ModelKey, str]:
+    """A row label per model: its folder name, plus the first 8 characters of the fingerprint where two models share a name."""
+    names: dict[ModelKey, str] = {}
+    for result in sorted(results, key=lambda result: str(result.path)):
+        if result.model is not None:
+            names.setdefault(model_key(result.model), Path(result.model["path"]).name)
+    shared = Counter(names.values())
+    return {key: name if shared[name] == 1 else f"{name}@{key[1][:8]}" for key, name in names.items()}
+
+
+def paired_critical_set(ranking: ResultFile, stage2_results: Iterable[ResultFile]) -> ResultFile | None:
+    """The stage-2 result shown with a ranking: one of the same model, preferably the one made from this ranking."""
+    same = [result for result in stage2_results if ranking.model is not None and result.model is not None and same_model(ranking.model, result.model)]
+    made_from = [result for result in same if Path(str(result.payload.get("neuron_file"))).resolve() == ranking.path.resolve()]
+    return (made_from or same or [None])[0]
+
+
+def comparable(reference: ResultFile, other: ResultFile) -> bool:
+    """Whether ``other`` may be compared with ``reference``: the same model, or (with a warning) a file that records none."""
+    if other.path.resolve() == reference.path.resolve():
+        return True
+    if reference.model is None or other.model is None:
+        missing = reference.path if reference.model is None else other.path
+        logger.warning("%s records no model, so %s and %s are compared without a model check", missing, other.path, reference.path)
+        return True
+    if same_model(reference.model, other.model):
+        return True
+    logger.warning(
+        "Skipping %s: made for the model %s (fingerprint %s), not for %s (fingerprint %s) like %s; models are never compared",
+        other.path, other.model["path"], other.model["fingerprint"], reference.model["path"], reference.model["fingerprint"], reference.path,
+    )
+    return False
+
+
+def log10_of(entry: dict[str, Any], key: str) -> float | None:
+    """log10 of a perplexity, from the ``log10_<key>`` field written beside it (it survives overflow) or the value."""
+    if entry.get(f"log10_{key}") is not None:
+        return float(entry[f"log10_{key}"])
     value = entry.get(key)
-    return math.log10(value) if isinstance(value, (int, float)) and value > 0 else None
+    return math.log10(value) if _is_number(value) and value > 0 else None
 
 
 def layer_and_type(layer_name: str) -> tuple[int | None, str]:
@@ -162,41 +363,63 @@ def setting_name(ranking_path: str | Path) -> str:
     return Path(ranking_path).name.removesuffix(".json").removesuffix("_neurons")
 
 
+def model_name(result: ResultFile) -> str:
+    """The folder name of a file's model, or '?' where it records none."""
+    return Path(result.model["path"]).name if result.model is not None else "?"
+
+
+def _stored_critical_set(ranking: ResultFile) -> dict[str, Any] | None:
+    """The ``X_critical.json`` beside a ranking, if it is a well-formed stage-2 result of the same model."""
+    path = critical_path(ranking.path)
+    if not path.is_file():
+        return None
+    result = read_result(path)
+    if result is None:
+        return None
+    if result.kind != "critical_set":
+        _skip(path, f"a {result.kind} file, not a stage-2 result")
+        return None
+    return result.payload if comparable(ranking, result) else None
+
+
 def ablation_rows(
-    ranking_paths: Sequence[str | Path],
-    default_path: str | Path,
+    rankings: Sequence[ResultFile],
+    default: ResultFile,
     *,
     top_k: int = 100,
-    stage2: Callable[[Path, dict[str, Any]], dict[str, Any] | None] | None = None,
+    stage2: Callable[[ResultFile], dict[str, Any] | None] | None = None,
 ) -> list[dict[str, Any]]:
     """One row per setting: critical-set size, overlap and rank correlation with the default setting.
 
-    ``stage2(ranking_path, ranking)`` supplies a stage-2 result when no ``X_critical.json`` exists
-    (the summariser runs stage 2 through the core there); without it, the size is left empty.
+    Rankings of a model other than the default's are skipped with a warning (models are never
+    compared). ``stage2(ranking)`` supplies a stage-2 result when no usable ``X_critical.json``
+    exists (the summariser runs stage 2 through the core there); without it, the size is left empty.
     """
     cache: dict[Path, dict[str, Any] | None] = {}
 
-    def result_for(path: Path, ranking: dict[str, Any]) -> dict[str, Any] | None:
-        key = path.resolve()
+    def result_for(ranking: ResultFile) -> dict[str, Any] | None:
+        key = ranking.path.resolve()
         if key not in cache:
-            result_file = critical_path(path)
-            cache[key] = load_json(result_file) if result_file.is_file() else stage2(path, ranking) if stage2 else None
+            cache[key] = _stored_critical_set(ranking)
+            if cache[key] is None and stage2 is not None:
+                cache[key] = stage2(ranking)
         return cache[key]
 
-    default_path = Path(default_path)
-    default = load_json(default_path)
-    default_channels = ranking_channels(default)
-    default_result = result_for(default_path, default)
+    default_channels = ranking_channels(default.payload)
+    default_result = result_for(default)
     default_critical = set(critical_channels(default_result)) if default_result is not None else None
     rows = []
-    for path in map(Path, ranking_paths):
-        ranking = load_json(path)
-        result = result_for(path, ranking)
+    for ranking in rankings:
+        if not comparable(default, ranking):
+            continue
+        payload = ranking.payload
+        result = result_for(ranking)
         row: dict[str, Any] = {
-            "setting": setting_name(path),
-            "noise_scale": ranking.get("noise_scale"),
-            "num_samples": ranking.get("num_samples"),
-            "num_tokens": ranking.get("num_tokens"),
+            "model": model_name(default),
+            "setting": setting_name(ranking.path),
+            "noise_scale": payload.get("noise_scale"),
+            "num_samples": payload.get("num_samples"),
+            "num_tokens": payload.get("num_tokens"),
             "critical_records": None,
             "critical_channels": None,
             "magnitude_increase": None,
@@ -205,25 +428,27 @@ def ablation_rows(
         }
         if result is not None:
             channels = critical_channels(result)
+            steps = result["masking_steps"]
             row.update(
                 critical_records=len(result["final_masked_neurons"]),
                 critical_channels=len(channels),
-                magnitude_increase=result["masking_steps"][-1].get("magnitude_increase") if result["masking_steps"] else None,
+                magnitude_increase=steps[-1].get("magnitude_increase") if steps else None,
                 stopping_reason=result.get("stopping_reason"),
                 shared_critical_channels=len(set(channels) & default_critical) if default_critical is not None else None,
             )
-        row.update(compare_rankings(default_channels, ranking_channels(ranking), top_k))
-        row["is_default"] = path.resolve() == default_path.resolve()
+        row.update(compare_rankings(default_channels, ranking_channels(payload), top_k))
+        row["is_default"] = ranking.path.resolve() == default.path.resolve()
         rows.append(row)
     rows.sort(key=lambda row: (_sortable(row["noise_scale"]), _sortable(row["num_samples"]), row["setting"]))
     return rows
 
 
 def _sortable(value: Any) -> float:
-    return float(value) if isinstance(value, (int, float)) else math.inf
+    return float(value) if _is_number(value) else math.inf
 
 
 ABLATION_COLUMNS = [
+    ("model", "model"),
     ("setting", "setting"),
     ("noise_scale", "alpha"),
     ("num_samples", "K"),
@@ -243,27 +468,27 @@ ABLATION_COLUMNS = [
 # ---- paper tables ----------------------------------------------------------------------------
 
 
-def critical_set_rows(stage2_results: Iterable[tuple[Path, dict[str, Any]]]) -> list[dict[str, Any]]:
+def critical_set_rows(stage2_results: Iterable[ResultFile], labels: dict[ModelKey, str]) -> list[dict[str, Any]]:
     """Table 1: per model, the critical set and the perplexity on the test text before and after masking it."""
     rows = []
-    for path, result in stage2_results:
-        info = result.get("model_info", {})
-        last = result["masking_steps"][-1] if result["masking_steps"] else {}
-        channels = critical_channels(result)
+    for result in stage2_results:
+        payload = result.payload
+        last = payload["masking_steps"][-1] if payload["masking_steps"] else {}
+        channels = critical_channels(payload)
         rows.append(
             {
-                "model": Path(str(info.get("model_path", "?"))).name,
-                "result_file": path.name,
-                "critical_records": len(result["final_masked_neurons"]),
+                "model": labels[model_key(result.model)],
+                "result_file": result.path.name,
+                "critical_records": len(payload["final_masked_neurons"]),
                 "critical_channels": len(channels),
                 "channels": "; ".join(f"{name}:{index}" for name, index in channels[:5]) + (" ..." if len(channels) > 5 else ""),
-                "baseline_perplexity": result.get("baseline_perplexity"),
+                "baseline_perplexity": payload.get("baseline_perplexity"),
                 "masked_log10_perplexity": last.get("log10_perplexity"),
                 "magnitude_increase": last.get("magnitude_increase"),
-                "stopping_reason": result.get("stopping_reason"),
+                "stopping_reason": payload.get("stopping_reason"),
             }
         )
-    return rows
+    return sorted(rows, key=lambda row: (row["model"], row["result_file"]))
 
 
 CRITICAL_COLUMNS = [
@@ -278,59 +503,36 @@ CRITICAL_COLUMNS = [
     ("result_file", "file"),
 ]
 
-METRIC_PRIORITY = (  # the headline metric of each evaluator's per-level entry
-    "perplexity",  # WikiText, C4
-    "overall_accuracy",  # MMLU-Pro, GPQA
-    "accuracy",  # MATH, MGSM
-    "pass_at_1",  # HumanEval
-    "strict_prompt_accuracy",  # IFEval
-    "exact_match_rate",  # SimpleQA
-)
-BOOKKEEPING = {"masking_level", "neurons_masked", "distinct_channels_masked", "total_samples", "total_tokens", "valid_samples"}
+
+def _metric_text(entry: dict[str, Any], metric: str) -> Any:
+    """A metric for a table cell: a perplexity with a log10 beside it stays readable past 1e308."""
+    return _perplexity_text(log10_of(entry, metric)) if f"log10_{metric}" in entry else entry.get(metric)
 
 
-def primary_metric(entry: dict[str, Any]) -> str | None:
-    """The headline metric of an evaluator level entry: a known name first, else its first numeric field."""
-    for name in METRIC_PRIORITY:
-        if name in entry:
-            return name
-    numeric = [key for key, value in entry.items() if key not in BOOKKEEPING and isinstance(value, (int, float)) and not isinstance(value, bool)]
-    return numeric[0] if numeric else None
-
-
-def task_name(path: Path, payload: dict[str, Any]) -> str:
-    info = payload.get("dataset_info", {})
-    return str(info.get("dataset_type") or info.get("task") or path.stem.removesuffix("_results"))
-
-
-def before_after_rows(evaluator_results: Iterable[tuple[Path, dict[str, Any]]]) -> list[dict[str, Any]]:
-    """Table 2: per task, the headline metric unmasked (level 0) and at the largest level evaluated."""
+def before_after_rows(evaluations: Iterable[ResultFile], labels: dict[ModelKey, str]) -> list[dict[str, Any]]:
+    """Table 2: per model and task, the file's primary metric unmasked (level 0) and at the largest level evaluated."""
     rows = []
-    for path, payload in evaluator_results:
-        levels = {entry["masking_level"]: entry for entry in payload["results"]}
+    for result in evaluations:
+        levels = {entry["masking_level"]: entry for entry in result.payload["results"]}
         masked_level = max(levels)
         if masked_level == 0:
+            logger.info("%s has no masked level; left out of the before/after table", result.path)
             continue
-        masked = levels[masked_level]
-        metric = primary_metric(masked)
-        if metric is None:
-            continue
-        before = levels.get(0, {})
-        row = {
-            "task": task_name(path, payload),
-            "model": Path(str(payload.get("model_info", {}).get("model_path", "?"))).name,
-            "metric": metric,
-            "before": before.get(metric),
-            "masked_level": masked_level,
-            "distinct_channels_masked": masked.get("distinct_channels_masked"),
-            "after": masked.get(metric),
-            "result_file": path.name,
-        }
-        if metric == "perplexity":
-            row["before"] = _perplexity_text(log10_of(before)) if before else None
-            row["after"] = _perplexity_text(log10_of(masked))
-        rows.append(row)
-    return rows
+        metric = result.payload["primary_metric"]
+        masked, before = levels[masked_level], levels.get(0)
+        rows.append(
+            {
+                "task": result.method,
+                "model": labels[model_key(result.model)],
+                "metric": metric,
+                "before": _metric_text(before, metric) if before else None,
+                "masked_level": masked_level,
+                "distinct_channels_masked": masked.get("distinct_channels_masked"),
+                "after": _metric_text(masked, metric),
+                "result_file": result.path.name,
+            }
+        )
+    return sorted(rows, key=lambda row: (row["model"], row["task"], row["result_file"]))
 
 
 BEFORE_AFTER_COLUMNS = [
@@ -355,74 +557,93 @@ def _perplexity_text(log10_value: float | None) -> str | None:
     return f"{10 ** (log10_value - exponent):.2f}e{exponent}"
 
 
-def method_of(path: Path, payload: dict[str, Any]) -> str | None:
-    """Which ranking an evaluator sweep masked: ours, AM or GM (from the neuron file's method tag, else the file name)."""
-    neuron_file = payload.get("model_info", {}).get("neuron_file")
-    tag = ""
-    if neuron_file and Path(neuron_file).is_file():
-        try:
-            tag = str(load_json(neuron_file).get("method", ""))
-        except (OSError, ValueError, AttributeError):
-            tag = ""
-    if "activation_value" in tag:
-        return "AM"
-    if "gradient" in tag:
-        return "GM"
-    if "activation_difference" in tag:
-        return "ours"
-    name = path.name.lower()
-    for prefix, method in (("am_", "AM"), ("gm_", "GM"), ("ours_", "ours"), ("random_", "random")):
-        if name.startswith(prefix):
-            return method
-    return None
+NEURON_METHODS = {  # the method tag of the ranking an evaluation masked -> its column in the comparison
+    "multi_gpu_activation_difference_analysis": "ours",
+    "multi_gpu_activation_value_analysis": "AM",
+    "multi_gpu_gradient_based_analysis": "GM",
+}
+COMPARISON_METHODS = ("ours", "random", "AM", "GM")
+RANDOM_TASK = "wikitext"  # comparison/random_masking.py measures WikiText perplexity
+Curve = dict[int, dict[str, float | None]]
+Panel = tuple[str, str]  # (model label, task): one comparison per model and data set
+
+
+def sweep_method(result: ResultFile) -> str | None:
+    """ours, AM or GM for a perplexity sweep over that ranking (at least three of the levels 100..1000), else None."""
+    if result.payload["primary_metric"] != "perplexity":
+        return None
+    method = NEURON_METHODS.get(result.payload.get("model_info", {}).get("neuron_method"))
+    levels = {entry["masking_level"] for entry in result.payload["results"]}
+    return method if method is not None and len(levels & set(COMPARISON_LEVELS)) >= 3 else None
 
 
 def sweep_curves(
-    evaluator_results: Iterable[tuple[Path, dict[str, Any]]], random_results: Iterable[tuple[Path, dict[str, Any]]]
-) -> dict[str, dict[int, dict[str, float | None]]]:
-    """Method -> level -> {log10, log10_min, log10_max}: perplexity sweeps of ours, AM, GM and random."""
-    curves: dict[str, dict[int, dict[str, float | None]]] = {}
-    for path, payload in evaluator_results:
-        method = method_of(path, payload)
-        if method is None or "perplexity" not in payload["results"][0]:
-            continue
-        for entry in payload["results"]:
-            value = log10_of(entry)
-            curves.setdefault(method, {})[entry["masking_level"]] = {"log10": value, "log10_min": value, "log10_max": value}
-    for _, payload in random_results:
-        for entry in payload["results"]:
-            curves.setdefault("random", {})[entry["masking_level"]] = {
-                "log10": log10_of(entry),
+    sweeps: Iterable[tuple[ResultFile, str]], random_results: Iterable[ResultFile], labels: dict[ModelKey, str]
+) -> dict[Panel, dict[str, Curve]]:
+    """(model, task) -> method -> level -> {log10, log10_min, log10_max[, mean, std]}: ours, AM, GM and random.
+
+    One curve per method and panel: a second file for the same slot is skipped with a warning, so
+    two runs (or two models) are never blended into one line.
+    """
+    curves: dict[Panel, dict[str, Curve]] = {}
+    sources: dict[tuple[Panel, str], Path] = {}
+
+    def add(result: ResultFile, task: str, method: str, curve: Curve) -> None:
+        panel = (labels[model_key(result.model)], task)
+        if (panel, method) in sources:
+            _skip(result.path, f"a second {method} perplexity sweep of {panel[0]} on {task} ({sources[panel, method].name} is used)")
+            return
+        sources[panel, method] = result.path
+        curves.setdefault(panel, {})[method] = curve
+
+    for result, method in sweeps:
+        metric = result.payload["primary_metric"]
+        points = {}
+        for entry in result.payload["results"]:
+            value = log10_of(entry, metric)
+            points[entry["masking_level"]] = {"log10": value, "log10_min": value, "log10_max": value}
+        add(result, result.method, method, points)
+    for result in random_results:
+        metric = result.payload["primary_metric"]
+        add(result, RANDOM_TASK, "random", {
+            entry["masking_level"]: {
+                "log10": log10_of(entry, metric),
                 "log10_min": entry.get("min_log10_perplexity"),
                 "log10_max": entry.get("max_log10_perplexity"),
-                "mean": entry.get("mean_perplexity"),
+                "mean": entry.get(metric),
                 "std": entry.get("std_perplexity"),
             }
-    return curves
+            for entry in result.payload["results"]
+        })
+    return dict(sorted(curves.items()))
 
 
-COMPARISON_METHODS = ("ours", "random", "AM", "GM")
-
-
-def comparison_rows(curves: dict[str, dict[int, dict[str, Any]]], levels: Sequence[int] = COMPARISON_LEVELS) -> list[dict[str, Any]]:
-    """Table 3: perplexity per method at each masking level (random: mean ± sample std over runs)."""
-    present = sorted({level for curve in curves.values() for level in curve} | set(levels))
+def comparison_rows(curves: dict[Panel, dict[str, Curve]], levels: Sequence[int] = COMPARISON_LEVELS) -> list[dict[str, Any]]:
+    """Table 3: per model and task, perplexity per method at 0 and each comparison level (random: mean ± sample std over runs)."""
     rows = []
-    for level in present:
-        if level not in levels and level != 0:
-            continue
-        row: dict[str, Any] = {"level": level}
-        for method in COMPARISON_METHODS:
-            point = curves.get(method, {}).get(level)
-            text = _perplexity_text(point["log10"]) if point else None
-            if method == "random" and point and point.get("std") is not None and point["log10"] is not None and point["log10"] < 4:
-                text = f"{point['mean']:.4g} ± {point['std']:.3g}"
-            row[method] = text
-        rows.append(row)
+    for (model, task), methods in curves.items():
+        measured = sorted({level for curve in methods.values() for level in curve})
+        for level in (level for level in measured if level == 0 or level in levels):
+            row: dict[str, Any] = {"model": model, "task": task, "level": level}
+            for method in COMPARISON_METHODS:
+                point = methods.get(method, {}).get(level)
+                text = _perplexity_text(point["log10"]) if point else None
+                if method == "random" and point and point["std"] is not None and point["mean"] is not None and point["log10"] is not None and point["log10"] < 4:
+                    text = f"{point['mean']:.4g} ± {point['std']:.3g}"
+                row[method] = text
+            rows.append(row)
     return rows
 
 
-COMPARISON_COLUMNS = [("level", "neurons masked"), ("ours", "ours"), ("random", "random (mean ± std)"), ("AM", "AM"), ("GM", "GM")]
+COMPARISON_COLUMNS = [
+    ("model", "model"),
+    ("task", "data"),
+    ("level", "neurons masked"),
+    ("ours", "ours"),
+    ("random", "random (mean ± std)"),
+    ("AM", "AM"),
+    ("GM", "GM"),
+]
 
 
 # ---- rendering -------------------------------------------------------------------------------
@@ -454,9 +675,9 @@ def csv_text(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str]])
     return buffer.getvalue()
 
 
-def write_table(path_stem: str | Path, title: str, rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str]]) -> str:
-    """Write ``<stem>.md`` and ``<stem>.csv`` atomically; returns the Markdown section."""
+def write_table(path_stem: str | Path, title: str, rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str]], flag: str = "--output_dir") -> str:
+    """Write ``<stem>.md`` and ``<stem>.csv`` atomically (a disk error names ``flag``); returns the Markdown section."""
     section = f"### {title}\n\n{markdown_table(rows, columns)}\n"
-    write_text(Path(f"{path_stem}.md"), section)
-    write_text(Path(f"{path_stem}.csv"), csv_text(rows, columns))
+    write_text(Path(f"{path_stem}.md"), section, flag)
+    write_text(Path(f"{path_stem}.csv"), csv_text(rows, columns), flag)
     return section
