@@ -189,16 +189,42 @@ def _log10_mean(log10_values: np.ndarray) -> float:
     return float((peak + np.log(np.exp(values - peak).mean())) / LN10)
 
 
-def level_statistics(level: int, log10_perplexities: Sequence[float], digests: Sequence[str]) -> dict[str, Any]:
+def _perplexity_statistics(log10_values: np.ndarray) -> tuple[np.ndarray, float]:
+    """Per-run perplexities from their log10 values, and their sample std (n-1; 0 for one run)."""
+    values = np.asarray([exp_or_inf(value * LN10) for value in log10_values.tolist()])
+    with np.errstate(invalid="ignore"):  # inf - inf in the std of overflowed runs gives nan (null), as it should
+        std = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+    return values, std
+
+
+def _reference_statistics(log10_perplexities: Sequence[float]) -> dict[str, Any]:
+    """The same statistics of the authors' perplexity per run (texts weighted by L), under ``reference_`` names."""
+    log10_values = np.asarray(log10_perplexities, dtype=np.float64)
+    values, std = _perplexity_statistics(log10_values)
+    return {
+        "reference_perplexities": values.tolist(),
+        "reference_log10_perplexities": log10_values.tolist(),
+        "reference_mean_perplexity": float(values.mean()),
+        "reference_std_perplexity": std,
+        "reference_min_perplexity": float(values.min()),
+        "reference_max_perplexity": float(values.max()),
+        "reference_log10_mean_perplexity": _log10_mean(log10_values),
+    }
+
+
+def level_statistics(
+    level: int, log10_perplexities: Sequence[float], digests: Sequence[str], reference_log10_perplexities: Sequence[float] | None = None
+) -> dict[str, Any]:
     """The reference's per-level statistics (sample std, n-1), with log10 values beside those that can overflow.
 
     A perplexity above ~1e308 is inf (null in JSON); its log10 and the log10 of the mean stay finite.
+    ``reference_log10_perplexities`` (the authors' L-weighted figure of each run) adds the same
+    statistics of those under ``reference_`` names.
     """
     log10_values = np.asarray(log10_perplexities, dtype=np.float64)
-    values = np.asarray([exp_or_inf(value * LN10) for value in log10_values.tolist()])
+    values, std = _perplexity_statistics(log10_values)
     several = len(values) > 1
-    with np.errstate(invalid="ignore"):  # inf - inf in the std of overflowed runs gives nan (null), as it should
-        std = float(values.std(ddof=1)) if several else 0.0
+    reference = _reference_statistics(reference_log10_perplexities) if reference_log10_perplexities is not None else {}
     return {
         "masking_level": level,
         "neurons_masked": level,
@@ -216,6 +242,7 @@ def level_statistics(level: int, log10_perplexities: Sequence[float], digests: S
         "std_log10_perplexity": float(log10_values.std(ddof=1)) if several else 0.0,
         "min_log10_perplexity": float(log10_values.min()),
         "max_log10_perplexity": float(log10_values.max()),
+        **reference,
         "unique_neuron_sets": len(set(digests)) == len(digests),
         "channel_set_digests": list(digests),
     }
@@ -241,15 +268,16 @@ def random_masking_level(
     if num_runs < 1:
         raise UsageError("--num_runs", f"must be at least 1, got {num_runs}", "use e.g. 10")
     check_level(population, level)
-    log10_values, digests = [], []
+    log10_values, reference_log10_values, digests = [], [], []
     runs = num_runs if level else 1
     for run in range(runs):
         channels = draw_channels(population, level, seed, level, run)
         with NeuronMasker(model, channels, validate=False):
             result = perplexity(model, tokenizer, texts, max_length=max_length, batch_size=batch_size, desc=f"Level {level} run {run + 1}")
         log10_values.append(result.log10_perplexity)
+        reference_log10_values.append(result.reference_log10_perplexity)
         digests.append(_channels_digest(channels))
-        logger.info("Run %d/%d: perplexity %.4g (log10 %.3f)", run + 1, runs, result.perplexity, result.log10_perplexity)
-    entry = level_statistics(level, log10_values, digests)
+        logger.info("Run %d/%d: perplexity %.4g (log10 %.3f; the authors' L weighting: %.4g)", run + 1, runs, result.perplexity, result.log10_perplexity, result.reference_perplexity)
+    entry = level_statistics(level, log10_values, digests, reference_log10_values)
     logger.info("Mean perplexity: %.4g ± %.4g; range [%.4g, %.4g]", entry["mean_perplexity"], entry["std_perplexity"], entry["min_perplexity"], entry["max_perplexity"])
     return entry

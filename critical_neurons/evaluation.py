@@ -206,7 +206,7 @@ def evaluate_generative(
     task: GenerativeTask,
     settings: GenerationSettings,
 ) -> dict[str, Any]:
-    """Generate for every sample under the current masks, score each, aggregate; keep per-sample details."""
+    """Generate for every sample under the current masks, then score (see :func:`score_responses`)."""
     prompts = [task.build_prompt(sample) for sample in samples]
     responses = generate(
         model,
@@ -217,5 +217,18 @@ def evaluate_generative(
         max_input_length=settings.max_length,
         chat_template=settings.chat_template,
     )
-    details = [{"prompt": prompt, "response": response, **task.score(sample, response)} for sample, prompt, response in zip(samples, prompts, responses)]
-    return {**task.aggregate(details), "total_samples": len(details), "detailed_results": details}
+    return score_responses(task, samples, prompts, responses)
+
+
+def score_responses(task: GenerativeTask, samples: Sequence[dict[str, Any]], prompts: Sequence[str], responses: Sequence[str]) -> dict[str, Any]:
+    """One level's metrics from its responses: the corrected scorer's and, in ``reference``, the authors'.
+
+    Each per-sample detail holds the prompt, the response, the corrected verdict and a ``reference``
+    block with the authors' verdict; the level entry holds both aggregates. Rescoring a stored
+    result calls this again on its responses, without the model.
+    """
+    details = [
+        {"prompt": prompt, "response": response, **task.score(sample, response), "reference": task.reference_score(sample, response)}
+        for sample, prompt, response in zip(samples, prompts, responses)
+    ]
+    return {**task.aggregate(details), "total_samples": len(details), "reference": task.reference_aggregate(details), "detailed_results": details}

@@ -46,19 +46,33 @@ def sequence_nll(model: PreTrainedModel, input_ids: torch.Tensor, attention_mask
 
 @dataclass
 class PerplexityResult:
-    """Dataset perplexity = exp(total CE / total predicted tokens); log10 kept beside it for overflow."""
+    """Dataset perplexity = exp(total CE / total predicted tokens); log10 kept beside it for overflow.
+
+    ``reference_*`` is the authors' figure from the same losses: each text's mean loss weighted by
+    its L tokens (the unpredicted first one included) instead of its L-1 predicted ones, i.e.
+    exp(sum(mean_loss_i * L_i) / sum(L_i)).
+    """
 
     perplexity: float
     avg_loss: float
     log10_perplexity: float
     total_tokens: int
     valid_samples: int
-    non_finite_samples: int = 0
+    non_finite_samples: int
+    reference_perplexity: float
+    reference_avg_loss: float
+    reference_log10_perplexity: float
 
     @classmethod
-    def from_totals(cls, total_nll: float, total_tokens: int, valid_samples: int, non_finite_samples: int = 0) -> PerplexityResult:
+    def from_totals(cls, total_nll: float, total_tokens: int, valid_samples: int, non_finite_samples: int, reference_weighted_loss: float) -> PerplexityResult:
+        """From the summed CE over predicted tokens and the authors' sum of mean_loss_i * L_i (sum L_i = tokens + texts)."""
         avg_loss = total_nll / total_tokens if total_tokens else math.nan
-        return cls(exp_or_inf(avg_loss), avg_loss, avg_loss / LN10, total_tokens, valid_samples, non_finite_samples)
+        reference_tokens = total_tokens + valid_samples
+        reference_loss = reference_weighted_loss / reference_tokens if reference_tokens else math.nan
+        return cls(
+            exp_or_inf(avg_loss), avg_loss, avg_loss / LN10, total_tokens, valid_samples, non_finite_samples,
+            exp_or_inf(reference_loss), reference_loss, reference_loss / LN10,
+        )
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -98,11 +112,12 @@ def perplexity(
     batch size beyond float rounding. Rows with a non-finite loss are counted and make the total NaN.
     """
     sequences = sorted(tokenize_texts(tokenizer, texts, max_length), key=len, reverse=True)
-    total_nll, total_tokens, non_finite = 0.0, 0, 0
+    total_nll, total_tokens, non_finite, reference_weighted = 0.0, 0, 0, 0.0
     for start in tqdm(range(0, len(sequences), batch_size), desc=desc, disable=not progress):
         input_ids, attention_mask = pad_batch(sequences[start : start + batch_size], tokenizer.pad_token_id)
         nll, counts = sequence_nll(model, input_ids, attention_mask)
         non_finite += int((~torch.isfinite(nll)).sum())
         total_nll += float(nll.sum())
         total_tokens += int(counts.sum())
-    return PerplexityResult.from_totals(total_nll, total_tokens, len(sequences), non_finite)
+        reference_weighted += float((nll / counts * (counts + 1)).sum())  # mean loss of each text times its L = L-1 + 1 tokens
+    return PerplexityResult.from_totals(total_nll, total_tokens, len(sequences), non_finite, reference_weighted)

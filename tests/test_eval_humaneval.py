@@ -222,6 +222,11 @@ def test_cli_end_to_end_on_package_problems(tiny_model_path, tmp_path, sandbox):
     for entry in result_json["results"]:
         assert entry["total_samples"] == 2 and 0.0 <= entry["pass_at_1"] <= 1.0
         assert {"prompt", "response", "completion", "task_id", "passed", "result", "code_source"} <= set(entry["detailed_results"][0])
+        assert {"pass_rate", "passed_count", "code_extraction_rate"} <= set(entry["reference"])
+        assert {"extracted_code", "passed", "result"} <= set(entry["detailed_results"][0]["reference"])
+    rescored = tmp_path / "rescored.json"
+    run_script("evaluation/rescore.py", output, "--output_file", rescored, check=True)
+    assert json.loads(rescored.read_text())["results"] == result_json["results"]  # the stored details are enough to rescore
 
 
 @pytest.mark.parametrize(

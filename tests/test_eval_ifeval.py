@@ -97,3 +97,7 @@ def test_cli_end_to_end(tiny_model_path, tmp_path):
         assert entry["total_prompts"] == entry["total_samples"] == 2
         assert 0.0 <= entry["strict_prompt_accuracy"] <= entry["loose_prompt_accuracy"] <= 1.0
         assert {"prompt", "response", "key", "strict_follow_instruction_list", "loose_follow_instruction_list"} <= set(entry["detailed_results"][0])
+        assert 0.0 <= entry["reference"]["strict_prompt_accuracy"] <= entry["reference"]["loose_prompt_accuracy"] <= 1.0
+    rescored = tmp_path / "rescored.json"
+    run_script("evaluation/rescore.py", output, "--output_file", rescored, check=True)
+    assert json.loads(rescored.read_text())["results"] == result["results"]  # the stored details are enough to rescore

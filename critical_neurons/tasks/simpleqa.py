@@ -1,4 +1,8 @@
-"""SimpleQA: the reference's direct-answer prompt, first line of the response, lexical metrics (no LLM grader offline)."""
+"""SimpleQA: the reference's direct-answer prompt, first line of the response, lexical metrics (no LLM grader offline).
+
+The authors' word-overlap scorer runs beside it (``reference_score``): any shared word, "the"
+included, made an answer "contain" the gold, and rates were over "meaningful" answers only.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ from functools import partial
 from typing import Any
 
 from critical_neurons.data import TEXT, load_rows, require_fields
-from critical_neurons.tasks.common import GenerativeTask, TaskDefaults, mean, rate
+from critical_neurons.tasks.common import GenerativeTask, TaskDefaults, mean, rate, ratio, reference_view
 
 HUB = "basicv8vc/SimpleQA"
 DEFAULTS = TaskDefaults("simpleqa", "gold_contained_rate", ("exact_match_rate", "gold_contained_rate", "token_f1", "answered_rate", "meaningful_response_rate"), max_length=1024, max_new_tokens=50, output_file="results/simpleqa_results.json")
@@ -26,6 +30,8 @@ GRADER_NOTE = (
 )
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _LONG_RUN = re.compile(r"(.)\1{10,}")
+_REFERENCE_DELETED = re.compile(r"[.!?;,\"']")
+HIGH_CONFIDENCE = 0.8
 
 
 def load_samples(source: str | None = None, split: str = "test") -> list[dict[str, Any]]:
@@ -101,6 +107,68 @@ def aggregate(details: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def reference_normalize(text: str) -> str:
+    """The authors' normalisation: lower case, whitespace collapsed, then ``. ! ? ; , " '`` deleted (articles kept)."""
+    return _REFERENCE_DELETED.sub("", " ".join(text.lower().split()))
+
+
+def reference_words(text: str) -> list[str]:
+    """The authors' word list: tokens of the normalised text with non-word characters removed."""
+    return [word for word in (re.sub(r"\W", "", token) for token in reference_normalize(text).split()) if word]
+
+
+def reference_score(sample: dict[str, Any], response: str) -> dict[str, Any]:
+    """The authors' verdicts on the first line: exact match, ``contains_answer`` (any shared word),
+    word overlap (shared words / gold words) and their confidence; none for a "meaningless" answer."""
+    extracted = extract_answer(response)
+    answer = extracted or ""
+    meaningful = is_meaningful_loose(answer)
+    predicted, gold = set(reference_words(answer)), set(reference_words(sample["answer"]))
+    overlap = len(predicted & gold) / len(gold) if meaningful and gold else 0.0
+    num_words = len(reference_words(answer))
+    return {
+        "extracted_answer": extracted,
+        "exact_match": meaningful and reference_normalize(answer) == reference_normalize(sample["answer"]),
+        "contains_answer": overlap > 0,
+        "word_overlap_ratio": overlap,
+        "confidence": overlap * min(1.0, 20 / num_words) if num_words else 0.0,
+        "is_meaningful": meaningful,
+    }
+
+
+def reference_aggregate(details: list[dict[str, Any]]) -> dict[str, Any]:
+    """The authors' metrics and names: rates and averages over the meaningful answers only."""
+    meaningful = [detail for detail in reference_view(details) if detail["is_meaningful"]]
+    contains = sum(detail["contains_answer"] for detail in meaningful)
+    exact = sum(detail["exact_match"] for detail in meaningful)
+    confident = sum(detail["confidence"] > HIGH_CONFIDENCE for detail in meaningful)
+    return {
+        "meaningful_response_rate": ratio(len(meaningful), len(details)),
+        "contains_answer_rate": ratio(contains, len(meaningful)),
+        "exact_match_rate": ratio(exact, len(meaningful)),
+        "high_confidence_rate": ratio(confident, len(meaningful)),
+        "avg_word_overlap_ratio": mean(detail["word_overlap_ratio"] for detail in meaningful),
+        "avg_confidence": mean(detail["confidence"] for detail in meaningful),
+        "avg_response_length_words": mean(len(detail["extracted_answer"].split()) for detail in meaningful),
+        "contains_answer_count": contains,
+        "exact_match_count": exact,
+        "high_confidence_count": confident,
+        "meaningful_samples": len(meaningful),
+        "total_samples": len(details),
+    }
+
+
+def sample_from_detail(detail: dict[str, Any]) -> dict[str, Any]:
+    """What the scorers read, rebuilt from a stored detail."""
+    return {"id": detail["id"], "question": detail["question"], "answer": detail["gold"]}
+
+
 def task(template_idx: int = 0) -> GenerativeTask:
     """The parts ``evaluate_generative`` runs at each masking level, with the chosen prompt template."""
-    return GenerativeTask(build_prompt=partial(build_prompt, template_idx=template_idx), score=score, aggregate=aggregate)
+    return GenerativeTask(
+        build_prompt=partial(build_prompt, template_idx=template_idx),
+        score=score,
+        aggregate=aggregate,
+        reference_score=reference_score,
+        reference_aggregate=reference_aggregate,
+    )
