@@ -34,6 +34,7 @@ from critical_neurons.reporting import (
     critical_channels,
     critical_set_rows,
     json_files,
+    markdown_tables,
     model_key,
     model_labels,
     of_kind,
@@ -118,6 +119,12 @@ def main() -> None:
             sections.append(write_table(out / stem, title, rows, columns))
         else:
             logger.info("No inputs for the table %r; skipped", title)
+
+    for result in of_kind(results, "characterization"):
+        title = f"What the critical neurons are: {labels[model_key(result.model)]} ({result.path.name})"
+        section = f"### {title}\n\n{markdown_tables(result.payload)}\n"
+        write_text(out / f"characterization_{result.path.stem}.md", section, "--output_dir")
+        sections.append(section)
 
     if curves:
         panels = {f"{model}: {task} perplexity": methods for (model, task), methods in curves.items()}

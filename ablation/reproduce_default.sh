@@ -20,6 +20,8 @@ python method/1_importance_evaluation.py --model_path "$MODEL" --input_text "$TE
     --output_file neurons/importance_ranked_neurons.json
 python method/2_neuron_identification.py --model_path "$MODEL" --neuron_file neurons/importance_ranked_neurons.json \
     --test_text "$TEXT" --output_file results/critical_neurons_result.json
+python method/3_characterize_critical_neurons.py --model_path "$MODEL" --neuron_file results/critical_neurons_result.json \
+    --output_file results/characterization.json
 python comparison/activation_masking.py --model_path "$MODEL" --input_text "$TEXT" --output_file neurons/activation_ranked_neurons.json
 python comparison/gradient_masking.py --model_path "$MODEL" --input_text "$TEXT" --output_file neurons/gradient_ranked_neurons.json
 

@@ -33,7 +33,7 @@ from critical_neurons.errors import UsageError
 from critical_neurons.masking import NeuronMasker, validate_channels
 from critical_neurons.perplexity import LN10, exp_or_inf
 from critical_neurons.records import Channel
-from critical_neurons.reporting import layer_and_type, markdown_table
+from critical_neurons.reporting import channel_label, layer_and_type, spread_statistics
 
 logger = logging.getLogger(__name__)
 
@@ -43,10 +43,6 @@ MASSIVE_RATIO = 100.0  # peak / median |output| from which a peak is called mass
 # MLP's input norm, so the norm names are not listed.
 RESIDUAL_WRITERS = ("o_proj", "down_proj", "c_proj", "out_proj", "dense_4h_to_h", "fc2", "w2", "wo", "post_feedforward_layernorm")
 HIDDEN_STATES_NOTE = "hidden_states[i] is the residual stream entering layer i (0: the embeddings); the last entry is the final norm's output"
-
-
-def channel_label(channel: Channel) -> str:
-    return f"{channel.layer_name}[{channel.hidden_idx}]"
 
 
 def writes_residual(name: str, width: int, hidden_size: int) -> bool:
@@ -277,11 +273,6 @@ def draw_control_sets(population: Population, exclude: Sequence[Channel], size: 
     return [population.channels(np.random.default_rng([seed, run]).choice(allowed, size=size, replace=False)) for run in range(num_sets)]
 
 
-def _statistics(values: Sequence[float]) -> dict[str, float]:
-    array = np.asarray(values, dtype=np.float64)
-    return {"mean": float(array.mean()), "min": float(array.min()), "max": float(array.max()), "std": float(array.std(ddof=1)) if len(array) > 1 else 0.0}
-
-
 def random_controls(population: Population, sets: list[list[Channel]], effects: list[dict[str, Any]], set_change: float, seed: int) -> dict[str, Any]:
     """The random sets' effects with the mean, min and max of each measure, and how many harm perplexity as much as the critical set."""
     size = len(sets[0]) if sets else 0
@@ -294,9 +285,9 @@ def random_controls(population: Population, sets: list[list[Channel]], effects: 
     }
     if effects:
         changes = [effect["log10_perplexity_change"] for effect in effects]
-        block["log10_perplexity_change"] = _statistics(changes)
-        block["kl_mean"] = _statistics([effect["kl_mean"] for effect in effects])
-        block["top1_agreement"] = _statistics([effect["top1_agreement"] for effect in effects])
+        block["log10_perplexity_change"] = spread_statistics(changes)
+        block["kl_mean"] = spread_statistics([effect["kl_mean"] for effect in effects])
+        block["top1_agreement"] = spread_statistics([effect["top1_agreement"] for effect in effects])
         block["sets_at_least_as_harmful"] = sum(change >= set_change for change in changes)
     return block
 
@@ -423,100 +414,3 @@ def characterize(
             "random_sets": random_controls(population, random_sets, effects[first_random:], set_effect["log10_perplexity_change"], seed),
         },
     }
-
-
-# ---- tables ------------------------------------------------------------------------------------
-
-PROFILE_COLUMNS = [
-    ("channel", "channel"), ("peak", "peak value"), ("position", "position"), ("token", "token"), ("ratio", "peak / module median |output|"),
-    ("residual", "massive in hidden states (ratio to layer median)"), ("inputs", "top inputs: share of the output (w, x)"), ("row", "row max / median |w|"),
-]
-EFFECT_COLUMNS = [
-    ("masked", "masked"), ("channels", "channels"), ("change", "log10 perplexity change"), ("kl", "mean KL (nats)"), ("top1", "top-1 agreement"),
-    ("attention", "first-token attention, mean over the layers after the set's first (unmasked -> masked)"),
-]
-
-
-def _number(value: float | None, signed: bool = False) -> str:
-    """Three significant digits; '-' for a missing or non-finite value (null in the JSON)."""
-    if value is None or not math.isfinite(value):
-        return "-"
-    return f"{value:+.3g}" if signed else f"{value:.3g}"
-
-
-def _residual_cell(residual: dict[str, Any] | None) -> str:
-    if residual is None:
-        return "not a residual-stream module"
-    start, until = residual["written_into_hidden_state"], residual["persists_until_hidden_state"]
-    if until is None:
-        return f"not massive after the write (hidden state {start})"
-    ratios = residual["ratio_to_layer_median"][start : until + 1]
-    if start == until:
-        return f"{start} ({_number(ratios[0])}x)"
-    return f"{start}-{until} ({_number(min(ratios))}-{_number(max(ratios))}x)"
-
-
-def _inputs_cell(weights: dict[str, Any] | None, shown: int = 3) -> str:
-    if weights is None:
-        return "no weight matrix"
-    return "; ".join(f"{entry['input']}: {entry['share']:.1%} ({_number(entry['weight'])}, {_number(entry['input_activation'])})" for entry in weights["top_inputs"][:shown])
-
-
-def profile_table(result: dict[str, Any]) -> str:
-    """One row per critical channel: its peak, ratio to the median, persistence in the residual stream and the inputs that make it."""
-    rows = []
-    for block in result["channels"]:
-        activation, weights = block["activation"], block["weights"]
-        rows.append({
-            "channel": channel_label(Channel(block["layer_name"], block["hidden_idx"])),
-            "peak": _number(activation["peak_value"]),
-            "position": activation["peak_position"],
-            "token": repr(activation["peak_token"]),
-            "ratio": _number(activation["ratio_to_median"]),
-            "residual": _residual_cell(block["residual_stream"]),
-            "inputs": _inputs_cell(weights),
-            "row": "-" if weights is None else f"{_number(weights['row_max_to_median'])} (input {weights['row_max_input']})",
-        })
-    return markdown_table(rows, PROFILE_COLUMNS)
-
-
-def _effect_row(label: str, effect: dict[str, Any]) -> dict[str, Any]:
-    downstream = effect.get("first_token_attention_downstream")
-    return {
-        "masked": label,
-        "channels": effect["num_channels"],
-        "change": _number(effect["log10_perplexity_change"], signed=True),
-        "kl": _number(effect["kl_mean"]),
-        "top1": _number(effect["top1_agreement"]),
-        "attention": "-" if downstream is None else f"layers {downstream['from_layer']}+: {downstream['unmasked_mean']:.3f} -> {downstream['masked_mean']:.3f}",
-    }
-
-
-def _spread(statistics: dict[str, float | None], signed: bool = False) -> str:
-    return f"{_number(statistics['mean'], signed)} [{_number(statistics['min'], signed)}, {_number(statistics['max'], signed)}]"
-
-
-def effect_table(result: dict[str, Any]) -> str:
-    """What masking does: each channel alone, the whole set, the set without each channel, and the random sets (mean [min, max])."""
-    controls = result["controls"]
-    rows = [_effect_row(f"{channel_label(Channel(block['layer_name'], block['hidden_idx']))} alone", block["effect"]) for block in result["channels"]]
-    if len(result["channels"]) > 1:
-        rows.append(_effect_row("the critical set", result["set_effect"]))
-        rows += [_effect_row(f"set without {channel_label(Channel(**effect['without']))}", effect) for effect in controls["leave_one_out"]]
-    random = controls["random_sets"]
-    if random["num_sets"]:
-        attention = [effect["first_token_attention_downstream"] for effect in random["sets"] if "first_token_attention_downstream" in effect]
-        rows.append({
-            "masked": f"{random['num_sets']} random sets, mean [min, max]",
-            "channels": random["set_size"],
-            "change": _spread(random["log10_perplexity_change"], signed=True),
-            "kl": _spread(random["kl_mean"]),
-            "top1": _spread(random["top1_agreement"]),
-            "attention": "-" if not attention else f"layers {attention[0]['from_layer']}+: {attention[0]['unmasked_mean']:.3f} -> {_spread(_statistics([entry['masked_mean'] for entry in attention]))}",
-        })
-    return markdown_table(rows, EFFECT_COLUMNS)
-
-
-def markdown_tables(result: dict[str, Any]) -> str:
-    """Both tables, for the console and the report."""
-    return f"{profile_table(result)}\n\n{effect_table(result)}"

@@ -10,12 +10,12 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
-import numpy as np  # noqa: E402
-from matplotlib.ticker import FuncFormatter, MaxNLocator  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.ticker import FuncFormatter, MaxNLocator
 
-from critical_neurons.records import Channel  # noqa: E402
-from critical_neurons.reporting import COMPARISON_METHODS, layer_and_type, location_counts  # noqa: E402
+from critical_neurons.records import Channel
+from critical_neurons.reporting import COMPARISON_METHODS, layer_and_type, location_counts
 
 STYLES = {"ours": ("tab:red", "o"), "random": ("tab:gray", "s"), "AM": ("tab:blue", "^"), "GM": ("tab:green", "D")}
 LABELS = {"ours": "ours (perturbation)", "random": "random (mean, min-max band)", "AM": "activation magnitude (AM)", "GM": "gradient magnitude (GM)"}

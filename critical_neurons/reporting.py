@@ -214,8 +214,16 @@ def _check_random_masking(payload: dict[str, Any]) -> None:
     _check_levels(payload, ("std_perplexity", "min_log10_perplexity", "max_log10_perplexity"))
 
 
+def _check_characterization(payload: dict[str, Any]) -> None:
+    _check_identity(payload)
+    try:
+        markdown_tables(payload)
+    except (KeyError, TypeError, IndexError, AttributeError) as error:
+        raise ValueError(f"its tables cannot be drawn ({type(error).__name__}: {error})") from None
+
+
 def _no_check(payload: dict[str, Any]) -> None:
-    """Kinds the report does not read (characterisation, summaries, ...) are kept unchecked and then ignored."""
+    """Kinds the report does not read (summaries, lesions, ...) are kept unchecked and then ignored."""
 
 
 SHAPE_CHECKS: dict[str, Callable[[dict[str, Any]], None]] = {
@@ -223,6 +231,7 @@ SHAPE_CHECKS: dict[str, Callable[[dict[str, Any]], None]] = {
     "critical_set": _check_critical_set,
     "evaluation": _check_evaluation,
     "random_masking": _check_random_masking,
+    "characterization": _check_characterization,
 }
 
 
@@ -273,6 +282,17 @@ def log10_of(entry: dict[str, Any], key: str) -> float | None:
         return float(entry[f"log10_{key}"])
     value = entry.get(key)
     return math.log10(value) if _is_number(value) and value > 0 else None
+
+
+def spread_statistics(values: Sequence[float]) -> dict[str, float]:
+    """Mean, min, max and sample std of a few values (random controls, repeated runs)."""
+    array = np.asarray(values, dtype=np.float64)
+    return {"mean": float(array.mean()), "min": float(array.min()), "max": float(array.max()), "std": float(array.std(ddof=1)) if len(array) > 1 else 0.0}
+
+
+def channel_label(channel: Channel) -> str:
+    """``module[index]``, how tables and logs name a channel."""
+    return f"{channel.layer_name}[{channel.hidden_idx}]"
 
 
 def layer_and_type(layer_name: str) -> tuple[int | None, str]:
@@ -644,6 +664,103 @@ COMPARISON_COLUMNS = [
     ("AM", "AM"),
     ("GM", "GM"),
 ]
+
+
+# ---- characterisation tables ------------------------------------------------------------------------------------
+
+PROFILE_COLUMNS = [
+    ("channel", "channel"), ("peak", "peak value"), ("position", "position"), ("token", "token"), ("ratio", "peak / module median |output|"),
+    ("residual", "massive in hidden states (ratio to layer median)"), ("inputs", "top inputs: share of the output (w, x)"), ("row", "row max / median |w|"),
+]
+EFFECT_COLUMNS = [
+    ("masked", "masked"), ("channels", "channels"), ("change", "log10 perplexity change"), ("kl", "mean KL (nats)"), ("top1", "top-1 agreement"),
+    ("attention", "first-token attention, mean over the layers after the set's first (unmasked -> masked)"),
+]
+
+
+def _number(value: float | None, signed: bool = False) -> str:
+    """Three significant digits; '-' for a missing or non-finite value (null in the JSON)."""
+    if value is None or not math.isfinite(value):
+        return "-"
+    return f"{value:+.3g}" if signed else f"{value:.3g}"
+
+
+def _residual_cell(residual: dict[str, Any] | None) -> str:
+    if residual is None:
+        return "not a residual-stream module"
+    start, until = residual["written_into_hidden_state"], residual["persists_until_hidden_state"]
+    if until is None:
+        return f"not massive after the write (hidden state {start})"
+    ratios = residual["ratio_to_layer_median"][start : until + 1]
+    if start == until:
+        return f"{start} ({_number(ratios[0])}x)"
+    return f"{start}-{until} ({_number(min(ratios))}-{_number(max(ratios))}x)"
+
+
+def _inputs_cell(weights: dict[str, Any] | None, shown: int = 3) -> str:
+    if weights is None:
+        return "no weight matrix"
+    return "; ".join(f"{entry['input']}: {entry['share']:.1%} ({_number(entry['weight'])}, {_number(entry['input_activation'])})" for entry in weights["top_inputs"][:shown])
+
+
+def profile_table(result: dict[str, Any]) -> str:
+    """One row per critical channel: its peak, ratio to the median, persistence in the residual stream and the inputs that make it."""
+    rows = []
+    for block in result["channels"]:
+        activation, weights = block["activation"], block["weights"]
+        rows.append({
+            "channel": channel_label(Channel(block["layer_name"], block["hidden_idx"])),
+            "peak": _number(activation["peak_value"]),
+            "position": activation["peak_position"],
+            "token": repr(activation["peak_token"]),
+            "ratio": _number(activation["ratio_to_median"]),
+            "residual": _residual_cell(block["residual_stream"]),
+            "inputs": _inputs_cell(weights),
+            "row": "-" if weights is None else f"{_number(weights['row_max_to_median'])} (input {weights['row_max_input']})",
+        })
+    return markdown_table(rows, PROFILE_COLUMNS)
+
+
+def _effect_row(label: str, effect: dict[str, Any]) -> dict[str, Any]:
+    downstream = effect.get("first_token_attention_downstream")
+    return {
+        "masked": label,
+        "channels": effect["num_channels"],
+        "change": _number(effect["log10_perplexity_change"], signed=True),
+        "kl": _number(effect["kl_mean"]),
+        "top1": _number(effect["top1_agreement"]),
+        "attention": "-" if downstream is None else f"layers {downstream['from_layer']}+: {downstream['unmasked_mean']:.3f} -> {downstream['masked_mean']:.3f}",
+    }
+
+
+def _spread(statistics: dict[str, float | None], signed: bool = False) -> str:
+    return f"{_number(statistics['mean'], signed)} [{_number(statistics['min'], signed)}, {_number(statistics['max'], signed)}]"
+
+
+def effect_table(result: dict[str, Any]) -> str:
+    """What masking does: each channel alone, the whole set, the set without each channel, and the random sets (mean [min, max])."""
+    controls = result["controls"]
+    rows = [_effect_row(f"{channel_label(Channel(block['layer_name'], block['hidden_idx']))} alone", block["effect"]) for block in result["channels"]]
+    if len(result["channels"]) > 1:
+        rows.append(_effect_row("the critical set", result["set_effect"]))
+        rows += [_effect_row(f"set without {channel_label(Channel(**effect['without']))}", effect) for effect in controls["leave_one_out"]]
+    random = controls["random_sets"]
+    if random["num_sets"]:
+        attention = [effect["first_token_attention_downstream"] for effect in random["sets"] if "first_token_attention_downstream" in effect]
+        rows.append({
+            "masked": f"{random['num_sets']} random sets, mean [min, max]",
+            "channels": random["set_size"],
+            "change": _spread(random["log10_perplexity_change"], signed=True),
+            "kl": _spread(random["kl_mean"]),
+            "top1": _spread(random["top1_agreement"]),
+            "attention": "-" if not attention else f"layers {attention[0]['from_layer']}+: {attention[0]['unmasked_mean']:.3f} -> {_spread(spread_statistics([entry['masked_mean'] for entry in attention]))}",
+        })
+    return markdown_table(rows, EFFECT_COLUMNS)
+
+
+def markdown_tables(result: dict[str, Any]) -> str:
+    """Both tables, for the console and the report."""
+    return f"{profile_table(result)}\n\n{effect_table(result)}"
 
 
 # ---- rendering -------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ import argparse
 import logging
 import time
 
-from critical_neurons.characterization import MASSIVE_RATIO, characterize, markdown_tables
+from critical_neurons.characterization import MASSIVE_RATIO, characterize
 from critical_neurons.characterization_figures import plot_characterization
 from critical_neurons.cli import ArgumentParser, add_model_arguments, add_neuron_file_arguments, encode_text, integer, number, parse_arguments, run
 from critical_neurons.errors import UsageError
@@ -25,6 +25,7 @@ from critical_neurons.identity import model_identity, records_digest
 from critical_neurons.io import NeuronFile, OutputFile, check_output_path, read_neuron_file, run_metadata
 from critical_neurons.models import load_model, max_positions
 from critical_neurons.records import distinct_channels
+from critical_neurons.reporting import markdown_tables
 from critical_neurons.tasks.language_modeling import wikitext_texts
 
 logger = logging.getLogger("characterize")

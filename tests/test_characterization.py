@@ -10,12 +10,13 @@ import torch
 from conftest import ROOT, assert_usage_error, run_script
 
 from critical_neurons.baselines import Population
-from critical_neurons.characterization import characterize, control_population, draw_control_sets, markdown_tables
+from critical_neurons.characterization import characterize, control_population, draw_control_sets
 from critical_neurons.cli import BOOKENDS_TEXT
 from critical_neurons.errors import UsageError
 from critical_neurons.identity import model_identity
 from critical_neurons.models import load_model
 from critical_neurons.records import Channel
+from critical_neurons.reporting import markdown_tables
 
 SCRIPT = "method/3_characterize_critical_neurons.py"
 TEXT = "The polar bear is a large carnivorous mammal native to the Arctic. It hunts seals on the sea ice."
@@ -223,6 +224,11 @@ def test_script_writes_result_figures_and_table(tiny_model_path, stage2_file, tm
     assert payload["controls"]["random_sets"]["num_sets"] == 3 and "metadata" in payload
     assert sorted(path.name for path in assets.iterdir()) == ["characterization_activation_profile.png", "characterization_residual_stream.png"]
     assert "| model.layers.1.mlp.down_proj[3] alone |" in result.stdout and "3 random sets" in result.stdout
+    # The report puts the same tables in its own section.
+    report = run_script("ablation/report.py", "--results_dir", output.parent, "--neurons_dir", tmp_path / "none", "--ablation_dir", tmp_path / "none",
+                        "--output_dir", tmp_path / "report", "--assets_dir", tmp_path / "report_assets", check=True)
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert "What the critical neurons are" in text and "| model.layers.1.mlp.down_proj[3] alone |" in text and "Skipping" not in report.stderr
 
 
 def test_script_ranking_file_with_num_neurons_and_dataset_text(tiny_model_path, stage2_file, tmp_path):

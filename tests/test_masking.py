@@ -53,9 +53,8 @@ def test_masks_exactly_the_chosen_channels(llama):
 def test_hooks_are_removed_after_exit_and_after_errors(llama):
     model, tokenizer = llama
     reference = run(model, tokenizer)
-    with pytest.raises(RuntimeError):
-        with NeuronMasker(model, [Channel(SITE, 3)]):
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError), NeuronMasker(model, [Channel(SITE, 3)]):
+        raise RuntimeError("boom")
     assert torch.equal(run(model, tokenizer), reference)
     assert not any(module._forward_hooks for module in model.modules())
 
@@ -93,7 +92,6 @@ def test_unknown_module_and_out_of_range_channel_are_errors(llama):
 
 def test_out_of_range_on_a_module_without_known_width_fails_at_run_time(llama):
     model, tokenizer = llama
-    with pytest.raises(UsageError, match="out of range"):
-        with NeuronMasker(model, [Channel(ACT, 10_000)]):
-            run(model, tokenizer)
+    with pytest.raises(UsageError, match="out of range"), NeuronMasker(model, [Channel(ACT, 10_000)]):
+        run(model, tokenizer)
     assert not any(module._forward_hooks for module in model.modules())
