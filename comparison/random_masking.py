@@ -13,10 +13,11 @@ import logging
 
 import torch
 
-from critical_neurons.baselines import check_level, random_masking_level, reference_population, site_population
+from critical_neurons.baselines import check_level, draw_channels, random_masking_level, reference_population, site_population
 from critical_neurons.cli import ArgumentParser, add_model_arguments, integer, parse_arguments, run
 from critical_neurons.errors import UsageError
-from critical_neurons.evaluation import LevelRunner, parse_levels
+from critical_neurons.evaluation import MASK_MODES, LevelRunner, parse_levels
+from critical_neurons.folding import plan_folds
 from critical_neurons.identity import data_digest, model_identity, run_key
 from critical_neurons.io import OutputFile
 from critical_neurons.models import load_model, model_info
@@ -40,6 +41,7 @@ def main() -> None:
     parser.add_argument("--num_runs", type=integer(1), default=10, help="random draws per level above 0 (reference: 10)")
     parser.add_argument("--population", choices=["sites", "reference"], default="sites", help="sites: stage 1's channels; reference: all nn.Linear outputs incl. lm_head")
     parser.add_argument("--modules", default=None, help="with --population sites: regex of site names, as stage 1")
+    parser.add_argument("--mask_mode", choices=MASK_MODES, default="auto", help="hook, fold (weights edited per draw, restored after) or auto (fold a draw when it folds)")
     parser.add_argument("--output_file", default="results/random_masking_results.json")
     args = parse_arguments(parser)
     levels = parse_levels(args.masking_levels)
@@ -56,6 +58,10 @@ def main() -> None:
         else:
             population = site_population(model, torch.tensor([sequences[0][:16]]), args.modules)
         check_level(population, max(levels))  # before any level runs, so no partial output
+        if args.mask_mode == "fold":  # every draw is known in advance: refuse an unfoldable one before level 0
+            for level in levels:
+                for draw in range(args.num_runs if level else 1):
+                    plan_folds(model, draw_channels(population, level, args.seed, level, draw))
         logger.info("Population: %d channels in %d modules (%s)", population.size, len(population.sites), population.kind)
         identity = model_identity(model, args.model_path)
         info = {**model_info(model, args.model_path), "population_size": population.size, "population": population.kind, "population_modules": len(population.sites)}
@@ -75,7 +81,8 @@ def main() -> None:
         runner = LevelRunner(output, header=header, run_key=key, levels=levels, summary_columns=SUMMARY_COLUMNS, arguments=vars(args))
         runner.run(
             lambda level: random_masking_level(
-                model, tokenizer, texts, population, level, num_runs=args.num_runs, seed=args.seed, max_length=args.max_length, batch_size=args.batch_size
+                model, tokenizer, texts, population, level, num_runs=args.num_runs, seed=args.seed, max_length=args.max_length,
+                batch_size=args.batch_size, mask_mode=args.mask_mode,
             )
         )
         logger.info("Wrote %s", output.given)

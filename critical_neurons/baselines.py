@@ -19,7 +19,8 @@ from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from critical_neurons.errors import UsageError
-from critical_neurons.masking import NeuronMasker
+from critical_neurons.evaluation import masking, resolve_mask_mode
+from critical_neurons.folding import check_fold
 from critical_neurons.perplexity import LN10, exp_or_inf, perplexity
 from critical_neurons.ranking import Ranking, check_top_n, rank_site_scores
 from critical_neurons.records import Channel
@@ -259,25 +260,34 @@ def random_masking_level(
     seed: int = 42,
     max_length: int = 512,
     batch_size: int = 8,
+    mask_mode: str = "hook",
 ) -> dict[str, Any]:
     """Perplexity with ``num_runs`` random draws of ``level`` distinct channels masked, and their statistics.
 
     Level 0 masks nothing, so it is evaluated once (the reference ran ``num_runs`` identical passes).
     Levels run through :class:`~critical_neurons.evaluation.LevelRunner` like every evaluator's.
+    ``mask_mode`` is resolved per draw (``auto`` folds a draw when all its channels fold); each
+    folded draw is checked against the hooks first, and the modes and checks are recorded.
     """
     if num_runs < 1:
         raise UsageError("--num_runs", f"must be at least 1, got {num_runs}", "use e.g. 10")
     check_level(population, level)
-    log10_values, reference_log10_values, digests = [], [], []
+    log10_values, reference_log10_values, digests, modes, checks = [], [], [], [], []
     runs = num_runs if level else 1
     for run in range(runs):
         channels = draw_channels(population, level, seed, level, run)
-        with NeuronMasker(model, channels, validate=False):
+        mode = resolve_mask_mode(model, channels, mask_mode)
+        modes.append(mode)
+        if mode == "fold":
+            checks.append(check_fold(model, tokenizer, channels))
+        with masking(model, channels, mode):
             result = perplexity(model, tokenizer, texts, max_length=max_length, batch_size=batch_size, desc=f"Level {level} run {run + 1}")
         log10_values.append(result.log10_perplexity)
         reference_log10_values.append(result.reference_log10_perplexity)
         digests.append(_channels_digest(channels))
         logger.info("Run %d/%d: perplexity %.4g (log10 %.3f; the authors' L weighting: %.4g)", run + 1, runs, result.perplexity, result.log10_perplexity, result.reference_perplexity)
     entry = level_statistics(level, log10_values, digests, reference_log10_values)
+    if level:
+        entry.update(mask_modes=modes, fold_checks=checks)
     logger.info("Mean perplexity: %.4g ± %.4g; range [%.4g, %.4g]", entry["mean_perplexity"], entry["std_perplexity"], entry["min_perplexity"], entry["max_perplexity"])
     return entry

@@ -75,3 +75,23 @@ def test_unfoldable_site_is_refused_in_fold_mode_and_hooked_in_auto(tiny_model_p
     assert_usage_error(run_script(*args, "--mask_mode", "fold", "--output_file", output), "--mask_mode", output)
     run_script(*args, "--output_file", output, check=True)
     assert json.loads(output.read_text())["results"][1]["mask_mode"] == "hook"
+
+
+def test_random_masking_fold_equals_hook_and_refuses_unfoldable_draws_upfront(tiny_model_path, tmp_path):
+    results = {}
+    for mode in ("hook", "fold"):
+        output = tmp_path / f"random_{mode}.json"
+        run_script(
+            "comparison/random_masking.py", "--model_path", tiny_model_path("llama"), "--dataset_path", WIKITEXT, "--max_samples", 3,
+            "--masking_levels", "0,20", "--num_runs", 2, "--mask_mode", mode, "--output_file", output, check=True,
+        )
+        results[mode] = json.loads(output.read_text())["results"][1]
+    assert results["fold"]["mask_modes"] == ["fold", "fold"] and all(check["passed"] for check in results["fold"]["fold_checks"])
+    assert results["fold"]["log10_perplexities"] == pytest.approx(results["hook"]["log10_perplexities"], abs=1e-4)
+    # The reference population includes lm_head, tied to the embeddings in the tiny Gemma: a draw holding it cannot fold.
+    output = tmp_path / "refused.json"
+    args = ["comparison/random_masking.py", "--model_path", tiny_model_path("gemma"), "--dataset_path", WIKITEXT, "--max_samples", 2,
+            "--masking_levels", "0,400", "--num_runs", 2, "--population", "reference"]
+    assert_usage_error(run_script(*args, "--mask_mode", "fold", "--output_file", output), "--mask_mode", output)
+    run_script(*args, "--output_file", output, check=True)
+    assert "hook" in json.loads(output.read_text())["results"][1]["mask_modes"]
