@@ -9,7 +9,7 @@ Hendrycks' string normalisation, then a second normalisation (LaTeX to text, uni
 then an element-wise comparison of tuples and intervals where exact fractions must match as strings
 and everything else goes through ``sympy.simplify(gold - answer) == 0``. The authors ran sympy with no
 time limit; here the caller bounds it (see :class:`critical_neurons.tasks.math.BoundedVerifier`).
-Their LaTeX-to-text step was pylatexenc's; :func:`latex_to_text` covers the macros answers use.
+Their LaTeX-to-text step is pylatexenc's, as theirs.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 
 import sympy
+from pylatexenc.latex2text import LatexNodes2Text
 from sympy.parsing import sympy_parser
 
 _FLAGS = re.IGNORECASE | re.MULTILINE
@@ -33,7 +34,7 @@ EXTRACTION_PATTERNS = (
 _UNITS = ("degree", "cm", "centimeter", "meter", "mile", "second", "minute", "hour", "day", "week", "month", "year", "foot", "feet", "inch", "yard")
 _TUPLE_CHARS = "()[]"
 _TEXT_WRAPPED = re.compile(r"^\\text\{(?P<text>.+?)\}$")
-_SYMBOLS = {"\\pi": "pi", "\\infty": "inf", "\\cup": "U", "\\cdot": "*", "\\times": "*", "\\div": "/", "\\pm": "+-", "\\le": "<=", "\\ge": ">="}
+_SYMBOLS = {"√": "sqrt", "π": "pi", "∞": "inf", "∪": "U", "·": "*", "×": "*"}  # what pylatexenc writes for these macros
 
 
 def extract_answer(text: str) -> str | None:
@@ -118,23 +119,11 @@ def mathd_normalize(answer: str) -> str:
 
 
 def latex_to_text(text: str) -> str:
-    """LaTeX math as plain text: ``\\frac{a}{b}`` -> ``(a)/(b)``, ``\\sqrt{x}`` -> ``sqrt(x)``, symbols named, other macros dropped."""
-    text = text.replace("\\tfrac", "\\frac").replace("\\dfrac", "\\frac")
-    group = r"\{([^{}]*)\}"
-    previous = None
-    while previous != text:  # innermost groups first
-        previous = text
-        text = re.sub(rf"\\frac\s*{group}\s*{group}", lambda m: f"{_wrap(m.group(1))}/{_wrap(m.group(2))}", text)
-        text = re.sub(rf"\\sqrt\s*{group}", r"sqrt(\1)", text)
-        text = re.sub(rf"\\(?:text|mathrm|mathbf|textbf|mbox|operatorname)\s*{group}", r"\1", text)
-    for macro, word in sorted(_SYMBOLS.items(), key=lambda item: -len(item[0])):
-        text = re.sub(re.escape(macro) + r"(?![A-Za-z])", word, text)
-    text = re.sub(r"\\[A-Za-z]+", "", text).replace("\\", "")
-    return text.replace("{", "").replace("}", "").strip()
-
-
-def _wrap(part: str) -> str:
-    return part if re.fullmatch(r"[A-Za-z0-9.]+", part.strip()) else f"({part})"
+    """LaTeX math as plain text through pylatexenc, as PRM800K's grader did; its Unicode symbols spelled out."""
+    text = LatexNodes2Text().latex_to_text(text.replace("\\tfrac", "\\frac").replace("\\dfrac", "\\frac"))
+    for symbol, word in _SYMBOLS.items():
+        text = text.replace(symbol, word)
+    return text.strip()
 
 
 def _is_float(text: str) -> bool:
