@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT, neuron_file, run_script
+from test_stage1 import as_tuples, assert_same_ranking
 
 from critical_neurons.cli import BOOKENDS_TEXT, encode_text
+from critical_neurons.identification import MAGNITUDE_EXCEEDED, critical_prefix
 from critical_neurons.importance import perturbation_importance
 from critical_neurons.models import load_model
 from critical_neurons.perplexity import perplexity
@@ -61,12 +63,17 @@ def test_masking_one_record_explodes_wikitext_perplexity(default_model_path, sta
 
 
 def test_real_ranking_does_not_depend_on_batch_size(default_model_path):
+    """Batch 1 and 4 take different float kernels: near-tied records may swap, nothing else may change."""
     model, tokenizer = load_model(str(default_model_path))
     input_ids = encode_text(tokenizer, BOOKENDS_TEXT, "--input_text")
-    one = perturbation_importance(model, input_ids, num_samples=6, batch_size=1, top_n=2000, progress=False)
-    six = perturbation_importance(model, input_ids, num_samples=6, batch_size=6, top_n=2000, progress=False)
-    assert [(r.layer_name, r.seq_idx, r.hidden_idx) for r in one.records] == [(r.layer_name, r.seq_idx, r.hidden_idx) for r in six.records]
-    assert [r.score for r in one.records] == pytest.approx([r.score for r in six.records], rel=1e-5)
+    one, four = (perturbation_importance(model, input_ids, num_samples=6, batch_size=size, top_n=2000, progress=False) for size in (1, 4))
+    # Scores here are 60 to 25,000; rounding over 30 layers moved them by up to 2e-5 relative (x86, float32).
+    assert_same_ranking(as_tuples(four.records), as_tuples(one.records), rtol=2e-4, atol=1e-3)
+    # ~60 of the 24.7 M scores (saturated act_fn outputs) lie within 10x of the 1e-6 threshold; rounding may move a few across.
+    assert four.total_candidates == pytest.approx(one.total_candidates, rel=1e-6)
+    critical = [critical_prefix(model, input_ids, ranking.records, progress=False) for ranking in (one, four)]
+    assert critical[0].stopping_reason == critical[1].stopping_reason == MAGNITUDE_EXCEEDED
+    assert critical[0].channels == critical[1].channels
 
 
 def test_gguf_file_loads_directly_and_matches_the_folder(default_model_path):
