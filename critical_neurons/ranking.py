@@ -34,6 +34,9 @@ def check_top_n(top_n: int) -> None:
         raise UsageError("--top_n", f"must be at least 1, got {top_n}", "use e.g. 10000")
 
 
+CHUNK = 1 << 20  # elements per chunk of the flattened scores
+
+
 def rank_site_scores(
     scores: dict[str, torch.Tensor], top_n: int, threshold: float
 ) -> tuple[list[NeuronRecord], int, int]:
@@ -43,42 +46,54 @@ def rank_site_scores(
     candidate when ``|score| > threshold``; candidates sort descending by the score as given (a
     magnitude, or a signed value for the reference's AM/GM rankings),
     ties broken by site order, then position, then channel, as the reference's stable sort did.
-    Each site contributes its own top ``top_n`` (selected on its device) before one merge on CPU.
+    The sites on one device are flattened into one vector in firing order, so a flat index orders
+    ties exactly that way; one ``topk`` per device preselects the top ``top_n`` (and every score
+    tied with its cut-off) on that device, and one merge on CPU orders the rest.
     Returns (records, candidate count, non-finite count); non-finite scores are never ranked.
     """
-    values, site_ids, flat_ids = [], [], []
-    total = torch.zeros((), dtype=torch.long)
-    non_finite = torch.zeros((), dtype=torch.long)
-    widths = []
-    for site_id, score in enumerate(scores.values()):
-        flat = score.reshape(-1)
-        finite = torch.isfinite(flat)
-        non_finite += (~finite).sum().cpu()
-        keep = finite & (flat.abs() > threshold)
-        total += keep.sum().cpu()
-        # Preselect with topk, then keep every score tied with the cut-off so the stable sort sees all ties.
-        candidates = torch.where(keep, flat, torch.full_like(flat, -torch.inf))
-        cutoff = torch.topk(candidates, min(top_n, flat.numel()), sorted=False).values.min()
-        index = (keep & (candidates >= cutoff)).nonzero().squeeze(1)
-        kept = flat[index]
-        order = torch.sort(kept, descending=True, stable=True).indices[:top_n]
-        values.append(kept[order].cpu())
-        flat_ids.append(index[order].cpu())
-        site_ids.append(torch.full((order.numel(),), site_id, dtype=torch.long))
-        widths.append(score.shape[-1])
-    if not values:
-        return [], 0, 0
-    merged_values = torch.cat(values)
-    order = torch.sort(merged_values, descending=True, stable=True).indices[:top_n]
     names = list(scores)
-    top_values = merged_values[order].tolist()
-    top_sites = torch.cat(site_ids)[order].tolist()
-    top_flat = torch.cat(flat_ids)[order].tolist()
+    if not names:
+        return [], 0, 0
+    widths = [score.shape[-1] for score in scores.values()]
+    sizes = torch.tensor([score.numel() for score in scores.values()])
+    starts = torch.cumsum(sizes, 0) - sizes  # each site's offset in the global flat numbering
+    by_device: dict[torch.device, list[int]] = {}
+    for site_id, score in enumerate(scores.values()):
+        by_device.setdefault(score.device, []).append(site_id)
+    values, global_ids = [], []
+    total = non_finite = 0
+    for device_sites in by_device.values():
+        flat = torch.cat([scores[names[site_id]].reshape(-1) for site_id in device_sites])  # a copy: edited in place below
+        chunks = flat.split(CHUNK)  # views: chunk-wise work keeps temporaries small on a 10^7-element vector
+        for chunk in chunks:
+            finite = torch.isfinite(chunk)
+            non_finite += chunk.numel() - int(finite.sum())
+            keep = ((chunk > threshold) | (chunk < -threshold)).logical_and_(finite)
+            total += int(keep.sum())
+            chunk.masked_fill_(~keep, -torch.inf)  # candidates keep their score, the rest can never be selected
+        best = torch.cat([torch.topk(chunk, min(top_n, chunk.numel()), sorted=False).values for chunk in chunks])
+        cutoff = torch.topk(best, min(top_n, best.numel()), sorted=False).values.min()
+        # Every candidate at or above the cut-off, ties with it included, as flat indices.
+        index = torch.cat([((chunk >= cutoff) & (chunk > -torch.inf)).nonzero().squeeze(1) + start for start, chunk in zip(range(0, flat.numel(), CHUNK), chunks)])
+        values.append(flat[index].cpu())
+        # Device-local flat index -> global flat index (site offsets in firing order).
+        local_sizes = sizes[device_sites]
+        local_starts = torch.cumsum(local_sizes, 0) - local_sizes
+        index = index.cpu()
+        position = torch.searchsorted(torch.cumsum(local_sizes, 0), index, right=True)
+        global_ids.append(starts[device_sites][position] + index - local_starts[position])
+    merged_values, merged_ids = torch.cat(values), torch.cat(global_ids)
+    by_id = torch.argsort(merged_ids, stable=True)  # firing order, position, channel ...
+    merged_values, merged_ids = merged_values[by_id], merged_ids[by_id]
+    order = torch.sort(merged_values, descending=True, stable=True).indices[:top_n]  # ... under the score
+    top_values, top_ids = merged_values[order], merged_ids[order]
+    top_sites = torch.searchsorted(torch.cumsum(sizes, 0), top_ids, right=True)
+    top_local = top_ids - starts[top_sites]
     records = [
-        NeuronRecord(names[site], flat // widths[site], flat % widths[site], value)
-        for value, site, flat in zip(top_values, top_sites, top_flat)
+        NeuronRecord(names[site], local // widths[site], local % widths[site], value)
+        for value, site, local in zip(top_values.tolist(), top_sites.tolist(), top_local.tolist())
     ]
-    return records, int(total), int(non_finite)
+    return records, total, non_finite
 
 
 def log_ranking(ranking: Ranking, score_name: str) -> None:
