@@ -120,6 +120,7 @@ class EvaluatorRun:
             "kind": "evaluation",
             "method": self.defaults.name,
             "primary_metric": primary_metric or self.defaults.primary_metric,
+            "reference_metric": self.defaults.reference_metric or None,
             "model": self.identity,
             "model_info": info,
             "dataset_info": dataset_info,

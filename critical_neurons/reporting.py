@@ -525,8 +525,18 @@ CRITICAL_COLUMNS = [
 
 
 def _metric_text(entry: dict[str, Any], metric: str) -> Any:
-    """A metric for a table cell: a perplexity with a log10 beside it stays readable past 1e308."""
-    return _perplexity_text(log10_of(entry, metric)) if f"log10_{metric}" in entry else entry.get(metric)
+    """A metric for a table cell (``a.b`` reads key ``b`` of block ``a``): a perplexity with a log10
+    beside it (``log10_perplexity``, ``reference_log10_perplexity``) stays readable past 1e308."""
+    *blocks, name = metric.split(".")
+    for block in blocks:
+        entry = entry.get(block) if isinstance(entry, dict) else None
+    if not isinstance(entry, dict):
+        return None
+    for log10_name in {f"log10_{name}", name.replace("perplexity", "log10_perplexity")} - {name}:
+        if _is_number(entry.get(log10_name)):
+            return _perplexity_text(float(entry[log10_name]))
+    value = entry.get(name)
+    return value if _is_number(value) else None
 
 
 def before_after_rows(evaluations: Iterable[ResultFile], labels: dict[ModelKey, str]) -> list[dict[str, Any]]:
@@ -538,7 +548,7 @@ def before_after_rows(evaluations: Iterable[ResultFile], labels: dict[ModelKey, 
         if masked_level == 0:
             logger.info("%s has no masked level; left out of the before/after table", result.path)
             continue
-        metric = result.payload["primary_metric"]
+        metric, reference = result.payload["primary_metric"], result.payload.get("reference_metric")
         masked, before = levels[masked_level], levels.get(0)
         rows.append(
             {
@@ -549,6 +559,9 @@ def before_after_rows(evaluations: Iterable[ResultFile], labels: dict[ModelKey, 
                 "masked_level": masked_level,
                 "distinct_channels_masked": masked.get("distinct_channels_masked"),
                 "after": _metric_text(masked, metric),
+                "reference_metric": reference,
+                "reference_before": _metric_text(before, reference) if before and reference else None,
+                "reference_after": _metric_text(masked, reference) if reference else None,
                 "result_file": result.path.name,
             }
         )
@@ -563,6 +576,9 @@ BEFORE_AFTER_COLUMNS = [
     ("masked_level", "records masked"),
     ("distinct_channels_masked", "distinct channels"),
     ("after", "masked"),
+    ("reference_metric", "authors' metric"),
+    ("reference_before", "authors' unmasked"),
+    ("reference_after", "authors' masked"),
     ("result_file", "file"),
 ]
 

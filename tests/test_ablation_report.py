@@ -164,9 +164,9 @@ def test_summarize_runs_stage2_through_the_core(tiny_model_path, tmp_path):
     assert len(rows) == 2 and all(1 <= int(row["critical_records"]) <= 6 for row in rows)
 
 
-def evaluation(method, metric, entries, model=None, neuron_method=None):
+def evaluation(method, metric, entries, model=None, neuron_method=None, reference_metric=None):
     """An evaluator result as critical_neurons.evaluator_cli writes it (the parts the report reads)."""
-    return {"kind": "evaluation", "method": method, "primary_metric": metric, "model": model or model_block(),
+    return {"kind": "evaluation", "method": method, "primary_metric": metric, "reference_metric": reference_metric, "model": model or model_block(),
             "model_info": {"model_path": "models/x", "neuron_file": "neurons/x.json", "neuron_method": neuron_method}, "dataset_info": {}, "results": entries}
 
 
@@ -197,9 +197,13 @@ def write_model_results(results, model, ours, shift=0.0):
     sweep(f"{name}_gm_comparison.json", "multi_gpu_gradient_based_analysis", lambda level: 1.9 + shift + level / 1000)
     write(results / f"{name}_random_masking.json", random_masking(SWEEP_LEVELS, model, offset=shift))
     write(results / f"{name}_wikitext.json", evaluation("wikitext", "perplexity", [
-        {"masking_level": 0, "perplexity": 20.5, "log10_perplexity": 1.31}, {"masking_level": 1, "perplexity": None, "log10_perplexity": 350.2 + shift}], model, "prefix_search"))
+        {"masking_level": 0, "perplexity": 20.5, "log10_perplexity": 1.31, "reference_perplexity": 19.0, "reference_log10_perplexity": 1.2788},
+        {"masking_level": 1, "perplexity": None, "log10_perplexity": 350.2 + shift, "reference_perplexity": None, "reference_log10_perplexity": 349.0 + shift}],
+        model, "prefix_search", "reference_perplexity"))
     write(results / f"{name}_mmlu_pro.json", evaluation("mmlu_pro", "overall_accuracy", [
-        {"masking_level": 0, "overall_accuracy": 0.31, "extraction_rate": 0.9, "total_samples": 10}, {"masking_level": 1, "overall_accuracy": 0.0, "extraction_rate": 0.1, "total_samples": 10}], model, "prefix_search"))
+        {"masking_level": 0, "overall_accuracy": 0.31, "extraction_rate": 0.9, "total_samples": 10, "reference": {"overall_accuracy": 0.35}},
+        {"masking_level": 1, "overall_accuracy": 0.0, "extraction_rate": 0.1, "total_samples": 10, "reference": {"overall_accuracy": 0.1}}],
+        model, "prefix_search", "reference.overall_accuracy"))
 
 
 def write_results(tmp_path):
@@ -232,6 +236,10 @@ def test_report_writes_tables_and_figures(tmp_path):
     assert baselines[1]["ours"] == "7.94e401" and baselines[1]["random"].startswith("81 ± 1.5") and baselines[1]["AM"] and baselines[1]["GM"]
     before_after = {row["task"]: row for row in csv.DictReader((out / "before_after.csv").open())}
     assert before_after["wikitext"]["after"] == "1.58e350" and before_after["mmlu_pro"]["before"] == "0.31" and before_after["mmlu_pro"]["metric"] == "overall_accuracy"
+    # The authors' metric stands beside the corrected one.
+    assert before_after["mmlu_pro"]["reference_metric"] == "reference.overall_accuracy"
+    assert (before_after["mmlu_pro"]["reference_before"], before_after["mmlu_pro"]["reference_after"]) == ("0.35", "0.1")
+    assert (before_after["wikitext"]["reference_before"], before_after["wikitext"]["reference_after"]) == ("19", "1.00e349")
     assert len([line for line in (out / "ablation_noise_scale.md").read_text().splitlines() if "| noise_scale_" in line]) == 5
     report = (out / "report.md").read_text()
     for figure in ("perplexity_vs_neurons_masked", "critical_neuron_locations", "ablation_agreement"):

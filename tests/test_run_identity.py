@@ -36,6 +36,7 @@ def test_every_output_names_its_kind_method_and_model(tiny, tmp_path):
     assert [payload["kind"] for payload in payloads] == ["ranking", "critical_set", "evaluation"]
     assert payloads[0]["method"] == "multi_gpu_activation_difference_analysis" and payloads[1]["method"] == "prefix_search"
     assert payloads[2]["method"] == "wikitext" and payloads[2]["primary_metric"] == "perplexity" and "perplexity" in payloads[2]["results"][1]
+    assert payloads[2]["reference_metric"] == "reference_perplexity" and "reference_perplexity" in payloads[2]["results"][1]
     assert payloads[2]["model_info"]["neuron_method"] == "multi_gpu_activation_difference_analysis"
     models = [payload["model"] for payload in payloads]
     assert all(model == models[0] for model in models) and models[0]["path"] == str(tiny.resolve()) and models[0]["model_type"] == "llama"

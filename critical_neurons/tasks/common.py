@@ -13,6 +13,8 @@ class TaskDefaults:
     """A benchmark's own defaults: its method name, headline metric, summary columns and lengths.
 
     ``max_new_tokens`` is None for perplexity tasks. Every evaluator's flags and every report read these.
+    ``reference_metric`` names the authors' own headline figure (e.g. ``reference.pass_rate``), which
+    the report puts beside the corrected one.
     """
 
     name: str
@@ -21,6 +23,7 @@ class TaskDefaults:
     max_length: int
     max_new_tokens: int | None = None
     output_file: str = ""
+    reference_metric: str = ""  # the authors' headline figure in a level entry; dotted for the ``reference`` block
 
     @property
     def generative(self) -> bool:

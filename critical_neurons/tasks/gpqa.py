@@ -18,7 +18,7 @@ logger = logging.getLogger(__name__)
 
 HUB = "Idavidrein/gpqa"
 CONFIG = "gpqa_diamond"
-DEFAULTS = TaskDefaults("gpqa_diamond", "overall_accuracy", ("overall_accuracy", "strict_accuracy", "total_questions", "extraction_rate", "meaningful_response_rate"), max_length=2048, max_new_tokens=50, output_file="results/gpqa_results.json")
+DEFAULTS = TaskDefaults("gpqa_diamond", "overall_accuracy", ("overall_accuracy", "strict_accuracy", "total_questions", "extraction_rate", "meaningful_response_rate"), max_length=2048, max_new_tokens=50, output_file="results/gpqa_results.json", reference_metric="reference.overall_accuracy")
 ANSWER_FIELDS = ("Correct Answer", "Incorrect Answer 1", "Incorrect Answer 2", "Incorrect Answer 3")
 FIELDS = {"Question": TEXT, **dict.fromkeys(ANSWER_FIELDS, (*TEXT, type(None)))}
 LETTERS = "ABCD"

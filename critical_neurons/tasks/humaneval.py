@@ -32,7 +32,7 @@ from critical_neurons.tasks.common import GenerativeTask, TaskDefaults, is_meani
 logger = logging.getLogger(__name__)
 
 FIELDS = ("task_id", "prompt", "test", "entry_point")
-DEFAULTS = TaskDefaults("humaneval", "pass_at_1", ("pass_at_1", "passed_count", "extraction_rate", "timed_out_count", "meaningful_response_rate"), max_length=2048, max_new_tokens=512, output_file="results/humaneval_results.json")
+DEFAULTS = TaskDefaults("humaneval", "pass_at_1", ("pass_at_1", "passed_count", "extraction_rate", "timed_out_count", "meaningful_response_rate"), max_length=2048, max_new_tokens=512, output_file="results/humaneval_results.json", reference_metric="reference.pass_rate")
 SANDBOXES = ("auto", "bwrap", "none")
 # Codex paper's stop sequences (column 0, so indented body lines never match), plus a closing fence.
 STOP_SEQUENCES = ("\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n#", "\n```")

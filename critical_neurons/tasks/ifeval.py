@@ -26,7 +26,7 @@ from critical_neurons.errors import UsageError
 from critical_neurons.tasks.common import GenerativeTask, TaskDefaults, is_meaningful, mean, rate, ratio, reference_view
 
 HUB = "google/IFEval"
-DEFAULTS = TaskDefaults("ifeval", "strict_prompt_accuracy", ("strict_prompt_accuracy", "loose_prompt_accuracy", "strict_instruction_accuracy", "loose_instruction_accuracy", "meaningful_response_rate"), max_length=2048, max_new_tokens=512, output_file="results/ifeval_results.json")
+DEFAULTS = TaskDefaults("ifeval", "strict_prompt_accuracy", ("strict_prompt_accuracy", "loose_prompt_accuracy", "strict_instruction_accuracy", "loose_instruction_accuracy", "meaningful_response_rate"), max_length=2048, max_new_tokens=512, output_file="results/ifeval_results.json", reference_metric="reference.strict_prompt_accuracy")
 FIELDS = {"key": (int, str), "prompt": str, "instruction_id_list": list, "kwargs": (list, type(None))}
 UNTRAINED_SPLITTER = "untrained nltk PunktSentenceTokenizer (NLTK punkt data absent; offline)"
 TRAINED_SPLITTER = "nltk punkt (english)"

@@ -12,8 +12,8 @@ C4_HUB = "allenai/c4"
 C4_HUB_FILE = "en/c4-validation.00000-of-00008.json.gz"
 TOKEN_FILE_SUFFIXES = (".tokens", ".txt", ".raw")
 PERPLEXITY_COLUMNS = ("perplexity", "log10_perplexity", "avg_loss", "total_tokens")
-WIKITEXT = TaskDefaults("wikitext", "perplexity", PERPLEXITY_COLUMNS, max_length=512, output_file="results/wikitext_results.json")
-C4 = TaskDefaults("c4", "perplexity", PERPLEXITY_COLUMNS, max_length=512, output_file="results/c4_results.json")
+WIKITEXT = TaskDefaults("wikitext", "perplexity", PERPLEXITY_COLUMNS, max_length=512, output_file="results/wikitext_results.json", reference_metric="reference_perplexity")
+C4 = TaskDefaults("c4", "perplexity", PERPLEXITY_COLUMNS, max_length=512, output_file="results/c4_results.json", reference_metric="reference_perplexity")
 
 
 def wikitext_paragraphs(lines: list[str], min_chars: int = 50) -> list[str]:

@@ -23,7 +23,7 @@ from critical_neurons.tasks.common import GenerativeTask, TaskDefaults, group_ac
 logger = logging.getLogger(__name__)
 
 HUB = "HuggingFaceH4/MATH-500"
-DEFAULTS = TaskDefaults("math500", "accuracy", ("accuracy", "correct_count", "boxed_rate", "extraction_rate", "meaningful_response_rate"), max_length=2048, max_new_tokens=512, output_file="results/math500_results.json")
+DEFAULTS = TaskDefaults("math500", "accuracy", ("accuracy", "correct_count", "boxed_rate", "extraction_rate", "meaningful_response_rate"), max_length=2048, max_new_tokens=512, output_file="results/math500_results.json", reference_metric="reference.accuracy")
 FIELDS = {"problem": TEXT, "answer": TEXT}
 PROMPT = "Solve this math problem step by step:\n\n{problem}\n\nSolution:"
 ANSWER_SOURCES = ("boxed", "answer_is", "last_number")

@@ -17,7 +17,7 @@ from critical_neurons.errors import UsageError
 from critical_neurons.tasks.common import GenerativeTask, TaskDefaults, group_accuracy, is_meaningful, mean, rate, ratio, reference_view
 
 HUB = "juletxara/mgsm"
-DEFAULTS = TaskDefaults("mgsm", "accuracy", ("accuracy", "strict_accuracy", "total_samples", "extraction_rate", "meaningful_response_rate"), max_length=2048, max_new_tokens=512, output_file="results/mgsm_results.json")
+DEFAULTS = TaskDefaults("mgsm", "accuracy", ("accuracy", "strict_accuracy", "total_samples", "extraction_rate", "meaningful_response_rate"), max_length=2048, max_new_tokens=512, output_file="results/mgsm_results.json", reference_metric="reference.exact_match_accuracy")
 LANGUAGES = ("en", "es", "fr", "de", "ru", "zh", "ja", "th", "sw", "bn", "te")
 FIELDS = {"question": TEXT, "answer_number": TEXT}
 TOLERANCE = 1e-6

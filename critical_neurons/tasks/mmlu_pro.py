@@ -15,7 +15,7 @@ from critical_neurons.errors import UsageError
 from critical_neurons.tasks.common import GenerativeTask, TaskDefaults, answer_letters, group_accuracy, is_meaningful, mean, rate, reference_view
 
 HUB = "TIGER-Lab/MMLU-Pro"
-DEFAULTS = TaskDefaults("mmlu_pro", "overall_accuracy", ("overall_accuracy", "total_correct", "total_questions", "extraction_rate", "meaningful_response_rate"), max_length=2048, max_new_tokens=50, output_file="results/mmlu_pro_results.json")
+DEFAULTS = TaskDefaults("mmlu_pro", "overall_accuracy", ("overall_accuracy", "total_correct", "total_questions", "extraction_rate", "meaningful_response_rate"), max_length=2048, max_new_tokens=50, output_file="results/mmlu_pro_results.json", reference_metric="reference.overall_accuracy")
 FIELDS = {"question": TEXT, "options": list, "answer": str, "category": TEXT}
 LETTERS = "ABCDEFGHIJ"
 PREAMBLE = (

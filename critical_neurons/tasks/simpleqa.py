@@ -16,7 +16,7 @@ from critical_neurons.data import TEXT, load_rows, require_fields
 from critical_neurons.tasks.common import GenerativeTask, TaskDefaults, mean, rate, ratio, reference_view
 
 HUB = "basicv8vc/SimpleQA"
-DEFAULTS = TaskDefaults("simpleqa", "gold_contained_rate", ("exact_match_rate", "gold_contained_rate", "token_f1", "answered_rate", "meaningful_response_rate"), max_length=1024, max_new_tokens=50, output_file="results/simpleqa_results.json")
+DEFAULTS = TaskDefaults("simpleqa", "gold_contained_rate", ("exact_match_rate", "gold_contained_rate", "token_f1", "answered_rate", "meaningful_response_rate"), max_length=1024, max_new_tokens=50, output_file="results/simpleqa_results.json", reference_metric="reference.contains_answer_rate")
 FIELDS = {"problem": TEXT, "answer": TEXT}
 TEMPLATES = (
     "Answer the following question with only the direct answer. Do not provide explanations, reasoning, or additional text.\n\nQuestion: {question}\nAnswer:",
