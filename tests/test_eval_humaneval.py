@@ -107,11 +107,15 @@ def test_only_the_private_temp_folder_is_writable_and_there_is_no_network(proble
     problem = problems["HumanEval/0"]
     name = f"humaneval-escape-{uuid.uuid4().hex}"
     outside = [tmp_path / name, Path(sys.prefix) / name, ROOT / name, Path("/") / name, Path("/etc") / name]
+    # Inside the sandbox /tmp, /home, ... are private in-memory folders: a path under them (a checkout
+    # in /tmp, say) may be writable there, but never reaches the host (checked below for every path).
+    private = tuple(os.path.realpath(folder) + "/" for folder in humaneval.PRIVATE_FOLDERS)
+    read_only = [path for path in outside if not os.path.realpath(path).startswith(private)]
     with socket.create_server(("127.0.0.1", 0)) as server:
         port = server.getsockname()[1]
         completion = (
             "    import socket\n"
-            f"    for path in {[str(path) for path in outside]!r}:\n"
+            f"    for path in {[str(path) for path in read_only]!r}:\n"
             "        try:\n"
             "            open(path, 'w').close()\n"
             "        except OSError:\n"

