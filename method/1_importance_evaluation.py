@@ -8,17 +8,9 @@ Variant: only MLP down projections, 16 noisy copies per forward pass, bfloat16 o
     ... --modules down_proj --batch_size 16 --dtype bfloat16 --device_map auto
 """
 
-import logging
-import time
-
-from critical_neurons.cli import ArgumentParser, add_model_arguments, add_ranking_arguments, encode_text, integer, number, parse_arguments, run
-from critical_neurons.identity import model_identity
+from critical_neurons.cli import ArgumentParser, add_model_arguments, add_ranking_arguments, integer, number, parse_arguments, run
 from critical_neurons.importance import perturbation_importance
-from critical_neurons.io import OutputFile, run_metadata
-from critical_neurons.models import load_model, max_positions, model_info
-from critical_neurons.ranking import log_ranking, ranking_file
-
-logger = logging.getLogger("stage1")
+from critical_neurons.ranking_cli import write_ranking
 
 
 def main() -> None:
@@ -29,37 +21,14 @@ def main() -> None:
     parser.add_argument("--num_samples", type=integer(1), default=100, help="K: noisy passes averaged (paper: 100)")
     parser.add_argument("--batch_size", type=integer(1), default=8, help="noisy copies per forward pass; does not change the ranking")
     args = parse_arguments(parser)
-    started = time.time()
-    with OutputFile(args.output_file) as output:
-        model, tokenizer = load_model(args.model_path, args.dtype, args.device_map, args.trust_remote_code)
-        input_ids = encode_text(tokenizer, args.input_text, "--input_text", max_positions=max_positions(model))
-        compute_started = time.time()
+
+    def rank(model, input_ids):
         ranking = perturbation_importance(
-            model,
-            input_ids,
-            noise_scale=args.noise_scale,
-            num_samples=args.num_samples,
-            batch_size=args.batch_size,
-            top_n=args.top_n,
-            seed=args.seed,
-            modules=args.modules,
+            model, input_ids, noise_scale=args.noise_scale, num_samples=args.num_samples, batch_size=args.batch_size, top_n=args.top_n, seed=args.seed, modules=args.modules
         )
-        compute_s = round(time.time() - compute_started, 3)
-        log_ranking(ranking, "activation diff")
-        output.write_json(
-            ranking_file(
-                ranking,
-                method="multi_gpu_activation_difference_analysis",
-                input_text=args.input_text,
-                noise_scale=args.noise_scale,
-                num_samples=args.num_samples,
-                num_tokens=int(input_ids.shape[1]),
-                model=model_identity(model, args.model_path),
-                model_info=model_info(model, args.model_path),
-                metadata=run_metadata(vars(args), started, compute_s=compute_s),
-            ),
-        )
-        logger.info("Wrote %s", output.given)
+        return ranking, {}
+
+    write_ranking(args, rank, method="multi_gpu_activation_difference_analysis", score_name="activation diff", noise_scale=args.noise_scale, num_samples=args.num_samples)
 
 
 if __name__ == "__main__":
