@@ -61,23 +61,26 @@ def flat_metrics(results: dict[str, dict[str, Any]]) -> dict[str, float]:
     return flat
 
 
+def wrap_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, batch_size: int = 8) -> Any:
+    """lm-eval's HF wrapper around the loaded model object, built once for every level."""
+    from lm_eval.models.huggingface import HFLM
+
+    return HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
+
+
 def evaluate_tasks(
-    model: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
+    lm: Any,
     tasks: Sequence[str],
     manager: Any,
     *,
-    batch_size: int = 8,
     num_fewshot: int | None = None,
     limit: int | None = None,
     seed: int = 42,
 ) -> tuple[dict[str, Any], str]:
-    """One lm-eval run under the current masks: flat metrics beside lm-eval's own results dict, and the
-    headline metric (the first task's first listed metric)."""
+    """One lm-eval run of ``lm`` (see :func:`wrap_model`) under the current masks: flat metrics beside
+    lm-eval's own results dict, and the headline metric (the first task's first listed metric)."""
     import lm_eval
-    from lm_eval.models.huggingface import HFLM
 
-    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
     output = lm_eval.simple_evaluate(
         model=lm,
         tasks=list(tasks),

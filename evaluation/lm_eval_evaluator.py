@@ -13,7 +13,7 @@ with ``dataset_path: json`` and local ``data_files`` under --include_path (see R
 from critical_neurons.cli import ArgumentParser, integer, parse_arguments, run
 from critical_neurons.errors import UsageError
 from critical_neurons.evaluator_cli import EvaluatorRun, add_evaluator_arguments
-from critical_neurons.lm_eval_tasks import check_tasks, evaluate_tasks, include_digest, task_manager
+from critical_neurons.lm_eval_tasks import check_tasks, evaluate_tasks, include_digest, task_manager, wrap_model
 from critical_neurons.tasks.common import TaskDefaults
 
 DEFAULTS = TaskDefaults("lm_eval", "", (), max_length=2048, output_file="results/lm_eval_results.json")
@@ -37,8 +37,10 @@ def main() -> None:
         model, tokenizer = evaluator.load_model()
         selection = {"tasks": tasks, "limit": args.limit, "num_fewshot": args.num_fewshot, "include_files": include_digest(args.include_path)}
 
+        lm = wrap_model(model, tokenizer, args.batch_size)
+
         def evaluate() -> dict:
-            metrics, primary = evaluate_tasks(model, tokenizer, tasks, manager, batch_size=args.batch_size, num_fewshot=args.num_fewshot, limit=args.limit, seed=args.seed)
+            metrics, primary = evaluate_tasks(lm, tasks, manager, num_fewshot=args.num_fewshot, limit=args.limit, seed=args.seed)
             evaluator.set_primary_metric(primary)
             return metrics
 
