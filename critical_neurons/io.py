@@ -168,33 +168,6 @@ def read_json(path: str, flag: str) -> Any:
         raise UsageError(flag, f"{path} is nested too deeply to be a result file", "pass the JSON written by an earlier step") from None
 
 
-def _check_index(value: Any, key: str) -> int:
-    """JSON integers only: a bool, float, string or non-finite value is not a position or channel."""
-    if type(value) is not int or value < 0:
-        raise ValueError(f"{key} must be a non-negative integer, got {value!r}")
-    return value
-
-
-def _record(entry: Any) -> NeuronRecord:
-    if not isinstance(entry, dict):
-        raise ValueError(f"a record must be an object, got {type(entry).__name__}")
-    layer_name = entry.get("layer_name")
-    if not isinstance(layer_name, str) or not layer_name:
-        raise ValueError(f"layer_name must be a module name, got {layer_name!r}")
-    score = entry.get("activation_diff", 0.0)
-    if score is None:
-        score = math.nan  # written as null: a non-finite score
-    if isinstance(score, bool) or not isinstance(score, (int, float)):
-        raise ValueError(f"activation_diff must be a number, got {score!r}")
-    return NeuronRecord(
-        layer_name=layer_name,
-        seq_idx=_check_index(entry.get("seq_idx", 0), "seq_idx"),
-        hidden_idx=_check_index(entry.get("hidden_idx"), "hidden_idx"),
-        score=float(score),
-        batch_idx=_check_index(entry.get("batch_idx", 0), "batch_idx"),
-    )
-
-
 @dataclass
 class NeuronFile:
     """A ranking file (``top_neurons``) or a Stage-2 result (``final_masked_neurons``), read and checked."""
@@ -258,7 +231,7 @@ def read_neuron_file(path: str, flag: str = "--neuron_file") -> NeuronFile:
     records = []
     for index, entry in enumerate(entries):
         try:
-            records.append(_record(entry))
+            records.append(NeuronRecord.from_dict(entry))
         except ValueError as error:
             raise UsageError(flag, f"{path}: record {index} of '{key}' is malformed ({error})", "regenerate the file") from None
     non_finite = sum(not math.isfinite(record.score) for record in records)

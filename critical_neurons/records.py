@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -43,14 +44,35 @@ class NeuronRecord:
         }
 
     @classmethod
-    def from_dict(cls, entry: dict[str, Any]) -> NeuronRecord:
+    def from_dict(cls, entry: Any) -> NeuronRecord:
+        """A record as files store it; ValueError saying what is wrong with a malformed one.
+
+        Positions and channels must be JSON integers (a bool, float, string or non-finite value is
+        refused); a null score is a non-finite one, kept as NaN.
+        """
+        if not isinstance(entry, dict):
+            raise ValueError(f"a record must be an object, got {type(entry).__name__}")
+        layer_name = entry.get("layer_name")
+        if not isinstance(layer_name, str) or not layer_name:
+            raise ValueError(f"layer_name must be a module name, got {layer_name!r}")
+        score = entry.get("activation_diff", 0.0)
+        if score is None:
+            score = math.nan
+        if isinstance(score, bool) or not isinstance(score, (int, float)):
+            raise ValueError(f"activation_diff must be a number, got {score!r}")
         return cls(
-            layer_name=str(entry["layer_name"]),
-            seq_idx=int(entry.get("seq_idx", 0)),
-            hidden_idx=int(entry["hidden_idx"]),
-            score=float(entry.get("activation_diff", 0.0)),
-            batch_idx=int(entry.get("batch_idx", 0)),
+            layer_name=layer_name,
+            seq_idx=_index(entry.get("seq_idx", 0), "seq_idx"),
+            hidden_idx=_index(entry.get("hidden_idx"), "hidden_idx"),
+            score=float(score),
+            batch_idx=_index(entry.get("batch_idx", 0), "batch_idx"),
         )
+
+
+def _index(value: Any, key: str) -> int:
+    if type(value) is not int or value < 0:
+        raise ValueError(f"{key} must be a non-negative integer, got {value!r}")
+    return value
 
 
 def distinct_channels(records: Iterable[NeuronRecord]) -> list[Channel]:

@@ -25,7 +25,7 @@ import numpy as np
 
 from critical_neurons.identity import same_model
 from critical_neurons.io import write_text
-from critical_neurons.records import Channel
+from critical_neurons.records import Channel, NeuronRecord
 
 logger = logging.getLogger(__name__)
 
@@ -140,11 +140,10 @@ def record_channels(entries: Any, key: str) -> list[Channel]:
         raise ValueError(f"'{key}' is not a list")
     channels = []
     for index, entry in enumerate(entries):
-        name = entry.get("layer_name") if isinstance(entry, dict) else None
-        hidden = entry.get("hidden_idx") if isinstance(entry, dict) else None
-        if not isinstance(name, str) or not name or type(hidden) is not int or hidden < 0:
-            raise ValueError(f"record {index} of '{key}' has no module name and channel index")
-        channels.append(Channel(name, hidden))
+        try:
+            channels.append(NeuronRecord.from_dict(entry).channel)
+        except ValueError as error:
+            raise ValueError(f"record {index} of '{key}' is malformed ({error})") from None
     return list(dict.fromkeys(channels))
 
 
