@@ -10,6 +10,7 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel
 
 from critical_neurons.errors import UsageError
+from critical_neurons.kernels import AbsDifferenceSums
 from critical_neurons.ranking import Ranking, check_top_n, rank_site_scores
 from critical_neurons.sites import SiteRecorder, base_forward, candidate_sites, require_sites
 
@@ -18,16 +19,22 @@ logger = logging.getLogger(__name__)
 SCORE_THRESHOLD = 1e-6  # the reference keeps scores > 1e-6
 
 
-def noise_batches(shape: tuple[int, int], num_samples: int, batch_size: int, seed: int):
-    """Yield (batch, seq, hidden) float32 N(0, 1) noise, sample k always drawn k-th from one CPU generator.
+def batch_sizes(num_samples: int, batch_size: int) -> list[int]:
+    """Noisy samples per pass: the first pass also carries the clean text, so it takes one sample fewer."""
+    first = min(batch_size - 1, num_samples)
+    rest = range(first, num_samples, batch_size)
+    return [first] + [min(batch_size, num_samples - start) for start in rest]
+
+
+def noise_batches(shape: tuple[int, int], sizes: list[int], seed: int):
+    """Yield (size, seq, hidden) float32 N(0, 1) noise per pass, sample k always drawn k-th from one CPU generator.
 
     Drawing per sample on CPU makes every sample's noise independent of the batch size and of the
     device the model sits on.
     """
     generator = torch.Generator(device="cpu").manual_seed(seed)
-    for start in range(0, num_samples, batch_size):
-        count = min(batch_size, num_samples - start)
-        yield torch.stack([torch.randn(shape, generator=generator) for _ in range(count)])
+    for size in sizes:
+        yield torch.empty((0, *shape)) if size == 0 else torch.stack([torch.randn(shape, generator=generator) for _ in range(size)])
 
 
 @torch.no_grad()
@@ -45,13 +52,14 @@ def perturbation_importance(
 ) -> Ranking:
     """Score = mean over K noisy passes of |clean - noisy| site output; ranked best first.
 
-    Faithful to the reference: clean pass from token ids, noisy passes from
-    ``embeddings + noise_scale * N(0, 1)`` at every position (absolute scale). Fast: the K noisy copies
-    run in batches and the LM head is never run; each site keeps one float32 sum (seq, channels) on its
-    own device and adds each pass's whole batch to it with one reduction, so its own memory is
-    two (seq, channels) maps per site plus one (batch, seq, channels) buffer per device, whatever K.
+    Faithful to the reference: the clean text is the token embeddings, the noisy ones are
+    ``embeddings + noise_scale * N(0, 1)`` at every position (absolute scale). Fast: the clean text
+    rides as row 0 of the first batch of noisy copies (K + 1 texts in passes of ``batch_size``), the
+    LM head is never run, and each site adds a whole batch of |noisy - clean| to one float32 (seq,
+    channels) sum on its own device in one pass over memory (:class:`AbsDifferenceSums`). Its own
+    memory is two (seq, channels) maps per site (the sum and the clean output), whatever K.
     Sample k's noise does not depend on the batch size, so neither do the scores, up to the float
-    rounding of differently shaped kernels.
+    rounding of differently shaped kernels in the forward pass.
     """
     if num_samples < 1:
         raise UsageError("--num_samples", f"must be at least 1, got {num_samples}", "use e.g. 100")
@@ -64,45 +72,29 @@ def perturbation_importance(
     check_top_n(top_n)
     input_ids = input_ids.to(model.get_input_embeddings().weight.device)
     forward = base_forward(model)
-    clean: dict[str, torch.Tensor] = {}
-    sums: dict[str, torch.Tensor] = {}
-
-    def keep_clean(name: str, output: torch.Tensor) -> None:
-        clean[name] = output[0].float()  # (seq, channels)
-        sums[name] = torch.zeros_like(clean[name])
-
-    scratch: dict[torch.device, torch.Tensor] = {}
+    differences = AbsDifferenceSums()
 
     def accumulate(name: str, output: torch.Tensor) -> None:
-        if name not in sums:
-            return
-        # One reused float32 buffer per device: a fresh (batch, seq, channels) temporary per site and
-        # pass costs a page-faulting allocation on CPU (~1.5x the time of this hook).
-        buffer = scratch.get(output.device)
-        if buffer is None or buffer.numel() < output.numel():
-            buffer = scratch[output.device] = torch.empty(output.numel(), dtype=torch.float32, device=output.device)
-        diff = torch.sub(output, clean[name], out=buffer[: output.numel()].view(output.shape)).abs_()
-        sums[name].add_(diff.sum(0))  # one reduction over the batch per site and pass
-
-    names = candidate_sites(model, modules)
-    with SiteRecorder(model, names, keep_clean) as recorder:
-        forward(input_ids=input_ids, use_cache=False)
-    skipped = dict(recorder.skipped)
-    order = recorder.fired
-    require_sites(order)
-    logger.info("Recording %d sites (%d skipped)", len(order), len(skipped))
+        if name not in differences.clean:  # the first pass: row 0 is the clean text
+            differences.set_clean(name, output[0])
+            output = output[1:]
+        differences.add(name, output)
 
     embeddings = model.get_input_embeddings()(input_ids)  # (1, seq, hidden)
     bar = tqdm(total=num_samples, desc="Noise samples", disable=not progress)
-    with SiteRecorder(model, order, accumulate):
-        for noise in noise_batches(tuple(embeddings.shape[1:]), num_samples, batch_size, seed):
+    with SiteRecorder(model, candidate_sites(model, modules), accumulate) as recorder:
+        for number, noise in enumerate(noise_batches(tuple(embeddings.shape[1:]), batch_sizes(num_samples, batch_size), seed)):
             noisy = (embeddings.float() + noise_scale * noise.to(embeddings.device)).to(embeddings.dtype)
-            forward(inputs_embeds=noisy, use_cache=False)
+            forward(inputs_embeds=torch.cat([embeddings, noisy]) if number == 0 else noisy, use_cache=False)
+            if number == 0:
+                require_sites(recorder.fired)
+                logger.info("Recording %d sites (%d skipped)", len(recorder.fired), len(recorder.skipped))
             bar.update(noise.shape[0])
     bar.close()
-    clean.clear()  # free the clean outputs before ranking
+    order, skipped = recorder.fired, dict(recorder.skipped)
+    differences.free_clean()  # before ranking
 
-    scores = {name: sums[name].div_(num_samples) for name in order}
+    scores = {name: differences.sums[name].div_(num_samples) for name in order}
     records, total, non_finite = rank_site_scores(scores, top_n, SCORE_THRESHOLD)
     if non_finite:
         logger.warning("%d non-finite scores were left out of the ranking (overflow in %s?)", non_finite, model.dtype)

@@ -35,6 +35,14 @@ def check_top_n(top_n: int) -> None:
 
 
 CHUNK = 1 << 20  # elements per chunk of the flattened scores
+GROUP = 64  # scores per group whose maximum bounds the cut-off
+
+
+def group_maxima(values: torch.Tensor) -> torch.Tensor:
+    """The maximum of each run of GROUP values (the last run may be shorter)."""
+    whole = values.numel() - values.numel() % GROUP
+    maxima = values[:whole].view(-1, GROUP).amax(1)
+    return torch.cat([maxima, values[whole:].amax(0, keepdim=True)]) if whole < values.numel() else maxima
 
 
 def rank_site_scores(
@@ -47,8 +55,9 @@ def rank_site_scores(
     magnitude, or a signed value for the reference's AM/GM rankings),
     ties broken by site order, then position, then channel, as the reference's stable sort did.
     The sites on one device are flattened into one vector in firing order, so a flat index orders
-    ties exactly that way; one ``topk`` per device preselects the top ``top_n`` (and every score
-    tied with its cut-off) on that device, and one merge on CPU orders the rest.
+    ties exactly that way; per device, a bound from group maxima and one ``topk`` over what passes it
+    preselect the top ``top_n`` (and every score tied with its cut-off), and one merge on CPU orders
+    the rest.
     Returns (records, candidate count, non-finite count); non-finite scores are never ranked.
     """
     names = list(scores)
@@ -66,15 +75,21 @@ def rank_site_scores(
         flat = torch.cat([scores[names[site_id]].reshape(-1) for site_id in device_sites])  # a copy: edited in place below
         chunks = flat.split(CHUNK)  # views: chunk-wise work keeps temporaries small on a 10^7-element vector
         for chunk in chunks:
-            finite = torch.isfinite(chunk)
+            magnitude = chunk.abs()
+            finite = magnitude < torch.inf  # NaN compares false too
             non_finite += chunk.numel() - int(finite.sum())
-            keep = ((chunk > threshold) | (chunk < -threshold)).logical_and_(finite)
+            keep = finite.logical_and_(magnitude > threshold)
             total += int(keep.sum())
-            chunk.masked_fill_(~keep, -torch.inf)  # candidates keep their score, the rest can never be selected
-        best = torch.cat([torch.topk(chunk, min(top_n, chunk.numel()), sorted=False).values for chunk in chunks])
-        cutoff = torch.topk(best, min(top_n, best.numel()), sorted=False).values.min()
-        # Every candidate at or above the cut-off, ties with it included, as flat indices.
-        index = torch.cat([((chunk >= cutoff) & (chunk > -torch.inf)).nonzero().squeeze(1) + start for start, chunk in zip(range(0, flat.numel(), CHUNK), chunks)])
+            chunk.masked_fill_(keep.logical_not_(), -torch.inf)  # candidates keep their score, the rest can never be selected
+        # A lower bound of the top_n-th score: the top_n-th largest maximum of groups of GROUP scores
+        # (top_n groups each hold a score at least that large). One top-k over the group maxima
+        # instead of one over every score; few scores pass the bound.
+        maxima = torch.cat([group_maxima(chunk) for chunk in chunks])
+        bound = torch.topk(maxima, top_n, sorted=False).values.min() if maxima.numel() > top_n else -torch.inf
+        index = torch.cat([((chunk >= bound) & (chunk > -torch.inf)).nonzero().squeeze(1) + start for start, chunk in zip(range(0, flat.numel(), CHUNK), chunks)])
+        selected = flat[index]
+        if selected.numel() > top_n:  # every candidate at or above the exact cut-off, ties with it included
+            index = index[selected >= torch.topk(selected, top_n, sorted=False).values.min()]
         values.append(flat[index].cpu())
         # Device-local flat index -> global flat index (site offsets in firing order).
         local_sizes = sizes[device_sites]

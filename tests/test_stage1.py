@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
-from critical_neurons import UsageError, importance
+from critical_neurons import UsageError, importance, ranking
 from critical_neurons.cli import encode_text
 from critical_neurons.importance import SCORE_THRESHOLD, perturbation_importance
 from critical_neurons.models import load_model, max_positions
@@ -131,11 +133,11 @@ def test_ranking_does_not_depend_on_batch_size(tiny_model_path, family):
         assert_same_ranking(as_tuples(other.records), as_tuples(one.records))
 
 
-def per_batch_noise(shape: tuple[int, int], num_samples: int, batch_size: int, seed: int):
+def per_batch_noise(shape: tuple[int, int], sizes: list[int], seed: int):
     """A bug to catch: each batch draws from its own seed, so sample k's noise depends on the batch size."""
-    for start in range(0, num_samples, batch_size):
-        generator = torch.Generator().manual_seed(seed + start)
-        yield torch.randn((min(batch_size, num_samples - start), *shape), generator=generator)
+    for number, size in enumerate(sizes):
+        generator = torch.Generator().manual_seed(seed + number)
+        yield torch.randn((size, *shape), generator=generator)
 
 
 def test_batch_size_check_catches_noise_that_depends_on_the_batch_size(tiny_model_path, monkeypatch):
@@ -201,3 +203,38 @@ def test_text_longer_than_the_model_is_refused(tiny_model_path):
     model, tokenizer = load_model(str(tiny_model_path("gpt2")))
     with pytest.raises(UsageError, match="positions"):
         encode_text(tokenizer, TEXT * 40, "--input_text", max_positions=max_positions(model))
+
+
+def slow_ranking(scores: dict[str, torch.Tensor], top_n: int, threshold: float) -> tuple[list[tuple[str, int, int, float]], int, int]:
+    """Every score visited in Python, in site, position, channel order, then one stable sort."""
+    entries, non_finite = [], 0
+    for name, score in scores.items():
+        for position, row in enumerate(score.tolist()):
+            for channel, value in enumerate(row):
+                if not math.isfinite(value):
+                    non_finite += 1
+                elif abs(value) > threshold:
+                    entries.append((name, position, channel, value))
+    return sorted(entries, key=lambda entry: -entry[3])[:top_n], len(entries), non_finite
+
+
+@pytest.mark.parametrize("top_n", [1, 7, 40, 1000])
+@pytest.mark.parametrize("tied", [True, False])
+def test_ranking_matches_a_python_sort_across_chunks_and_groups(monkeypatch, top_n, tied):
+    """Small chunks and groups make the group-maximum bound and the chunk seams matter; tied scores
+    (a few values) make ties at the cut-off common; signed, NaN and inf scores included."""
+    monkeypatch.setattr(ranking, "CHUNK", 50)
+    monkeypatch.setattr(ranking, "GROUP", 8)
+    generator = torch.Generator().manual_seed(3)
+    scores = {}
+    for site, (positions, channels) in enumerate([(3, 7), (5, 13), (1, 1), (4, 30), (2, 9)]):
+        values = torch.randn((positions, channels), generator=generator)
+        if tied:
+            values = values.mul(2).round() / 2
+        values[torch.rand(values.shape, generator=generator) < 0.05] = float("nan")
+        values[torch.rand(values.shape, generator=generator) < 0.03] = float("inf")
+        scores[f"site{site}"] = values
+    records, total, non_finite = rank_site_scores(scores, top_n=top_n, threshold=SCORE_THRESHOLD)
+    expected, expected_total, expected_non_finite = slow_ranking(scores, top_n, SCORE_THRESHOLD)
+    assert as_tuples(records) == expected
+    assert (total, non_finite) == (expected_total, expected_non_finite)

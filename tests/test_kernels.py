@@ -1,0 +1,51 @@
+"""Stage 1's per-site sums: the fused CPU kernel and the PyTorch path equal a per-sample float64 sum."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from critical_neurons import kernels
+from critical_neurons.kernels import AbsDifferenceSums
+
+
+def per_sample_sums(batches: list[torch.Tensor], clean: torch.Tensor) -> torch.Tensor:
+    total = torch.zeros(clean.shape, dtype=torch.float64)
+    for batch in batches:
+        for sample in batch:
+            total += (sample.double() - clean.double()).abs()
+    return total
+
+
+@pytest.mark.parametrize("fused", [True, False])
+@pytest.mark.parametrize("shape", [(3, 5), (7, 700), (2, 3000)])  # 3000 x 2: a block and a partial one
+def test_sums_equal_a_per_sample_reference(fused, shape):
+    generator = torch.Generator().manual_seed(0)
+    clean = torch.randn(shape, generator=generator)
+    batches = [torch.randn((size, *shape), generator=generator) * 3 for size in (1, 4, 0, 3)]
+    batches.append(torch.randn((shape[1], 2, shape[0]), generator=generator).permute(1, 2, 0))  # not contiguous
+    sums = AbsDifferenceSums(fused=fused)
+    sums.set_clean("site", clean)
+    for batch in batches:
+        sums.add("site", batch)
+    # float32 sums of 10 terms: within 10 roundings of the float64 sum
+    torch.testing.assert_close(sums.sums["site"].double(), per_sample_sums(batches, clean), rtol=1e-6, atol=1e-6)
+
+
+def test_fused_kernel_runs_on_cpu_float32_and_not_in_a_forked_child(monkeypatch):
+    assert kernels.can_fuse(torch.zeros(1, 2, 3)) and not kernels.can_fuse(torch.zeros(1, 2, 3, dtype=torch.bfloat16))
+    assert kernels._fused_kernel() is not None
+    monkeypatch.setattr(kernels, "_first_use_pid", os.getpid() + 1)  # as if this process were forked after first use
+    assert kernels._fused_kernel() is None
+
+
+def test_a_bfloat16_output_takes_the_pytorch_path():
+    generator = torch.Generator().manual_seed(1)
+    clean = torch.randn(4, 9, generator=generator)
+    batch = torch.randn(5, 4, 9, generator=generator).to(torch.bfloat16)
+    sums = AbsDifferenceSums()
+    sums.set_clean("site", clean)
+    sums.add("site", batch)
+    torch.testing.assert_close(sums.sums["site"].double(), per_sample_sums([batch.float()], clean), rtol=1e-6, atol=1e-6)
