@@ -135,6 +135,7 @@ def part_stage1(args) -> dict:
         "stage1_with_load_s": round(load_s + stage1_call, 3),
         "floor_with_load_s": round(load_s + floor, 3),
         "stage1_over_floor": round((load_s + stage1_call) / (load_s + floor), 3),
+        "stage1_over_floor_per_alternation": [round((load_s + one) / (load_s + other), 3) for one, other in zip(stage1_runs, floor_runs)],
         "beyond_floor": {
             "total_s": round(stage1_call - floor, 3),
             "ranking_s": round(ranking_s, 3),

@@ -10,7 +10,15 @@ import numpy as np
 BLOCK = 2048  # float32 values per block: the block's sums, clean values and one row fit in L1
 
 
-@numba.njit(parallel=True, cache=True)
+def _jit(function):
+    """Parallel, and cached on disk where numba finds a writable folder (else compiled once per process)."""
+    try:
+        return numba.njit(parallel=True, cache=True)(function)
+    except RuntimeError:  # numba: "cannot cache function ...: no locator available"
+        return numba.njit(parallel=True)(function)
+
+
+@_jit
 def add_abs_differences(outputs: np.ndarray, clean: np.ndarray, sums: np.ndarray) -> None:
     """``sums += sum over rows of |outputs[row] - clean|`` for (rows, n) outputs, reading each value once."""
     num_blocks = (clean.shape[0] + BLOCK - 1) // BLOCK

@@ -70,6 +70,7 @@ def perturbation_importance(
     if batch_size < 1:
         raise UsageError("--batch_size", f"must be at least 1, got {batch_size}", "use e.g. 8")
     check_top_n(top_n)
+    names = candidate_sites(model, modules)
     input_ids = input_ids.to(model.get_input_embeddings().weight.device)
     forward = base_forward(model)
     differences = AbsDifferenceSums()
@@ -81,16 +82,20 @@ def perturbation_importance(
         differences.add(name, output)
 
     embeddings = model.get_input_embeddings()(input_ids)  # (1, seq, hidden)
-    bar = tqdm(total=num_samples, desc="Noise samples", disable=not progress)
-    with SiteRecorder(model, candidate_sites(model, modules), accumulate) as recorder:
-        for number, noise in enumerate(noise_batches(tuple(embeddings.shape[1:]), batch_sizes(num_samples, batch_size), seed)):
-            noisy = (embeddings.float() + noise_scale * noise.to(embeddings.device)).to(embeddings.dtype)
-            forward(inputs_embeds=torch.cat([embeddings, noisy]) if number == 0 else noisy, use_cache=False)
-            if number == 0:
-                require_sites(recorder.fired)
-                logger.info("Recording %d sites (%d skipped)", len(recorder.fired), len(recorder.skipped))
-            bar.update(noise.shape[0])
-    bar.close()
+
+    def noisy(noise: torch.Tensor) -> torch.Tensor:
+        return (embeddings.float() + noise_scale * noise.to(embeddings.device)).to(embeddings.dtype)
+
+    batches = noise_batches(tuple(embeddings.shape[1:]), batch_sizes(num_samples, batch_size), seed)
+    with SiteRecorder(model, names, accumulate) as recorder:
+        first = next(batches)
+        forward(inputs_embeds=torch.cat([embeddings, noisy(first)]), use_cache=False)
+        require_sites(recorder.fired)  # before the progress bar, so a bad --modules gives one line
+        logger.info("Recording %d sites (%d skipped)", len(recorder.fired), len(recorder.skipped))
+        with tqdm(total=num_samples, initial=first.shape[0], desc="Noise samples", disable=not progress) as bar:
+            for noise in batches:
+                forward(inputs_embeds=noisy(noise), use_cache=False)
+                bar.update(noise.shape[0])
     order, skipped = recorder.fired, dict(recorder.skipped)
     differences.free_clean()  # before ranking
 

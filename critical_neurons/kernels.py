@@ -10,19 +10,25 @@ tensor that is not float32) the PyTorch kernels run; they are fast enough there.
 
 from __future__ import annotations
 
+import logging
 import os
 
 import torch
+
+logger = logging.getLogger(__name__)
 
 _first_use_pid: int | None = None
 
 
 def _fused_kernel():
-    """The kernel (compiled or loaded from numba's cache on first use), or None in a process forked
-    after it ran: numba's GNU OpenMP thread pool cannot be used there."""
+    """The kernel (compiled or loaded from numba's cache on first use); None without numba, or in a
+    process forked after it ran (numba's GNU OpenMP thread pool cannot be used there)."""
     global _first_use_pid
-    from critical_neurons import fused
-
+    try:
+        from critical_neurons import fused
+    except ImportError as error:
+        logger.warning("numba is not importable (%s): Stage 1 sums with PyTorch kernels, about 2x slower on CPU; pip install -r requirements.txt", error)
+        return None
     if _first_use_pid is None:
         _first_use_pid = os.getpid()
     if _first_use_pid != os.getpid():

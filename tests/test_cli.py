@@ -51,6 +51,7 @@ def test_stage1_and_stage2_end_to_end(tiny, ranking_file, tmp_path):
         (["--noise_scale", "-1"], "--noise_scale"),
         (["--top_n", "0"], "--top_n"),
         (["--modules", "no_such_module"], "--modules"),
+        (["--modules", "rotary_emb"], "--modules"),  # a module that runs but gives no (batch, seq, channels) output
     ],
 )
 def test_stage1_bad_input(tiny, tmp_path, args, flag):

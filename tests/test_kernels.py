@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import sys
 
 import pytest
 import torch
 
+import critical_neurons
 from critical_neurons import kernels
 from critical_neurons.kernels import AbsDifferenceSums
 
@@ -39,6 +41,17 @@ def test_fused_kernel_runs_on_cpu_float32_and_not_in_a_forked_child(monkeypatch)
     assert kernels._fused_kernel() is not None
     monkeypatch.setattr(kernels, "_first_use_pid", os.getpid() + 1)  # as if this process were forked after first use
     assert kernels._fused_kernel() is None
+
+
+def test_without_numba_the_pytorch_path_runs_with_a_warning(monkeypatch, caplog):
+    monkeypatch.setitem(sys.modules, "critical_neurons.fused", None)  # makes the import fail
+    monkeypatch.delattr(critical_neurons, "fused", raising=False)
+    clean, batch = torch.zeros(2, 3), torch.ones(4, 2, 3)
+    sums = AbsDifferenceSums()
+    sums.set_clean("site", clean)
+    sums.add("site", batch)
+    assert sums.kernel is None and "numba is not importable" in caplog.text
+    assert torch.equal(sums.sums["site"], torch.full((2, 3), 4.0))
 
 
 def test_a_bfloat16_output_takes_the_pytorch_path():
