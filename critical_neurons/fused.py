@@ -27,7 +27,7 @@ def add_abs_differences(outputs: np.ndarray, clean: np.ndarray, sums: np.ndarray
         stop = min(clean.shape[0], start + BLOCK)
         block_sums = sums[start:stop].copy()
         block_clean = clean[start:stop]
-        for row in range(outputs.shape[0]):  # samples in order: the same float sums at any batch size
+        for row in range(outputs.shape[0]):  # samples in order, as one add per sample would
             block_outputs = outputs[row, start:stop]
             for index in range(stop - start):
                 block_sums[index] += abs(block_outputs[index] - block_clean[index])
