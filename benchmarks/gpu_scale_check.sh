@@ -3,6 +3,10 @@
 # (benchmarks/configs), timed by benchmark.py in bfloat16 and float16 and with --device_map auto.
 # Usage: bash benchmarks/gpu_scale_check.sh TOKENIZER_DIR OUT_DIR
 set -euo pipefail
+if [ $# -ne 2 ]; then
+    echo "error: usage: bash benchmarks/gpu_scale_check.sh TOKENIZER_DIR OUT_DIR (e.g. models/smollm2-135m results/gpu)" >&2
+    exit 2
+fi
 TOKENIZER=$1
 OUT_DIR=$2
 WORK=${WORK:-/tmp/random-models}
