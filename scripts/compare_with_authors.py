@@ -72,7 +72,7 @@ def compare(name: str, driver: Driver, authors_repo: Path, fuzz: int, seed: int,
     """Print every disagreement on one benchmark; (cases, per-sample disagreements, levels, per-level disagreements)."""
     crafted_file = CRAFTED / f"{name}.jsonl"
     crafted = read_crafted(crafted_file) if crafted_file.is_file() else []
-    evaluator, tokenizer = make_evaluator(load_authors_module(authors_repo, driver.module), driver.evaluator_class)
+    evaluator, tokenizer = make_evaluator(load_authors_module(authors_repo, driver.module, driver.source_fixes), driver.evaluator_class)
     compared = levels(driver, crafted, fuzz, seed)
     sample_disagreements = level_disagreements = 0
     with contextlib.ExitStack() as stack:

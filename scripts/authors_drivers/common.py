@@ -17,7 +17,7 @@ of our ``critical_neurons/reference/<benchmark>.py``) that defines ``DRIVER = Dr
 - ``their_verdict(result, sample)``: their per-sample result as our reference block (same keys, same
   values where they agree; e.g. their option index as our letter);
 - ``fuzz(rng)``: one seeded random ``(sample, response)``; ``random_text`` composes responses;
-- optional: ``evaluate(evaluator, rows)`` (default ``evaluate_dataset(rows)``), ``their_level(result)``
+- optional: ``source_fixes`` (see ``load_authors_module``), ``evaluate(evaluator, rows)`` (default ``evaluate_dataset(rows)``), ``their_level(result)``
   (default: their level dict without ``detailed_results`` and ``neurons_masked``), and ``meaningless``
   (responses that make the all-meaningless level).
 
@@ -78,6 +78,7 @@ class Driver:
     fuzz: Callable[[random.Random], tuple[dict[str, Any], str]]
     evaluate: Callable[[Any, list[dict[str, Any]]], dict[str, Any]] = default_evaluate
     their_level: Callable[[dict[str, Any]], dict[str, Any]] = default_level
+    source_fixes: tuple[tuple[str, str], ...] = ()
     meaningless: tuple[str, ...] = ("", "  ", "!!", "a.", "aaaaaaaaaaaa", "42 17", "x\n\n\n\n\n\ny", "......", "1111111")
 
 
@@ -98,20 +99,31 @@ def random_text(rng: random.Random, pieces: Sequence[str], max_pieces: int = 14)
     return "".join(rng.choice(pieces) for _ in range(rng.randint(0, max_pieces)))
 
 
-def load_authors_module(authors_repo: Path, name: str) -> ModuleType:
-    """Their ``investigation/<name>.py``, imported from the checkout with ``modelscope`` stubbed if it is absent."""
+def load_authors_module(authors_repo: Path, name: str, source_fixes: Sequence[tuple[str, str]] = ()) -> ModuleType:
+    """Their ``investigation/<name>.py``, imported from the checkout with ``modelscope`` stubbed if it is absent.
+
+    ``source_fixes`` (old, new) apply only when this Python cannot parse their file as it is (an
+    f-string that needs Python 3.12, in a logging line of a loader we never call).
+    """
     path = authors_repo / "investigation" / f"{name}.py"
     if not path.is_file():
         raise UsageError("--authors_repo", f"{authors_repo} has no investigation/{name}.py", "pass a checkout of the authors' repository")
-    if importlib.util.find_spec("modelscope") is None:
+    source = path.read_text(encoding="utf-8")
+    try:
+        code = compile(source, str(path), "exec")
+    except SyntaxError:
+        for old, new in source_fixes:
+            source = source.replace(old, new)
+        code = compile(source, str(path), "exec")
+    if "modelscope" not in sys.modules and importlib.util.find_spec("modelscope") is None:
         msdatasets = ModuleType("modelscope.msdatasets")
         msdatasets.MsDataset = SimpleNamespace(load=None)  # their loaders are never called: samples come from us
         sys.modules.setdefault("modelscope", ModuleType("modelscope")).msdatasets = msdatasets
         sys.modules.setdefault("modelscope.msdatasets", msdatasets)
-    spec = importlib.util.spec_from_file_location(f"authors_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
+    module = ModuleType(f"authors_{name}")
+    module.__file__ = str(path)
+    sys.modules[module.__name__] = module
+    exec(code, module.__dict__)
     return module
 
 
