@@ -23,6 +23,7 @@ from authors_drivers.common import Driver, Level, authors_commit, levels, load_a
 from critical_neurons.cli import ArgumentParser, integer, run
 from critical_neurons.errors import UsageError
 from critical_neurons.reference.golden import compare_level, write_golden
+from critical_neurons.rescoring import TASKS
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCHMARKS = ("mmlu_pro", "gpqa", "mgsm", "simpleqa", "math500", "ifeval", "humaneval")
@@ -38,7 +39,7 @@ def benchmark_list(text: str) -> list[str]:
     return names
 
 
-def golden(name: str, commit: str | None, fuzz: int, seed: int, compared: list[Level]) -> dict:
+def golden(name: str, method: str, commit: str | None, fuzz: int, seed: int, compared: list[Level]) -> dict:
     """Their outputs on every level, samples stored once."""
     samples: list[dict] = []
     index: dict[str, int] = {}
@@ -52,6 +53,7 @@ def golden(name: str, commit: str | None, fuzz: int, seed: int, compared: list[L
 
     return {
         "benchmark": name,
+        "method": method,
         "authors_commit": commit,
         "fuzz": fuzz,
         "seed": seed,
@@ -76,7 +78,7 @@ def compare(name: str, driver: Driver, authors_repo: Path, fuzz: int, seed: int,
     compared = levels(driver, crafted, fuzz, seed)
     sample_disagreements = level_disagreements = 0
     with contextlib.ExitStack() as stack:
-        task = driver.task(stack)
+        task = TASKS[driver.method][1]({}, stack)
         for level in compared:
             run_theirs(driver, evaluator, tokenizer, level)
             if level.raised:
@@ -90,7 +92,7 @@ def compare(name: str, driver: Driver, authors_repo: Path, fuzz: int, seed: int,
             sample_disagreements += len(per_sample)
             level_disagreements += bool(per_level)
     if record:
-        write_golden(GOLDEN / f"{name}.json.gz", golden(name, authors_commit(authors_repo), fuzz, seed, compared))
+        write_golden(GOLDEN / f"{name}.json.gz", golden(name, driver.method, authors_commit(authors_repo), fuzz, seed, compared))
     return sum(len(level.samples) for level in compared), sample_disagreements, len(compared), level_disagreements
 
 

@@ -75,3 +75,17 @@ def read_golden(path: Path) -> dict[str, Any]:
     """A golden written by ``write_golden``."""
     with gzip.open(path, "rt", encoding="utf-8") as handle:
         return json.load(handle)
+
+
+def replay(golden: dict[str, Any], task: GenerativeTask) -> list[str]:
+    """Every disagreement of our scorers with the authors' recorded outputs, one line each (levels their code raised on are skipped)."""
+    lines = []
+    for level in golden["levels"]:
+        if level["raised"]:
+            continue
+        cases = level["cases"]
+        responses = [case["response"] for case in cases]
+        per_sample, per_level = compare_level(task, [golden["samples"][case["sample"]] for case in cases], responses, [case["theirs"] for case in cases], level["theirs"])
+        lines += [f"{level['name']}, response {responses[index]!r}: {line}" for index, found in per_sample for line in found]
+        lines += [f"{level['name']} (level): {line}" for line in per_level]
+    return lines

@@ -10,8 +10,8 @@ The driver interface. Each benchmark has a module ``scripts/authors_drivers/<ben
 of our ``critical_neurons/reference/<benchmark>.py``) that defines ``DRIVER = Driver(...)`` with:
 
 - ``module``, ``evaluator_class``: their file ``investigation/<module>.py`` and the class in it;
-- ``task(stack)``: our ``GenerativeTask`` (its ``reference_score``/``reference_aggregate`` are compared;
-  the ``ExitStack`` closes anything it holds open);
+- ``method``: our benchmark's method name (``DEFAULTS.name``); its task, built as
+  ``critical_neurons.rescoring.TASKS`` rebuilds it with default settings, gives the reference blocks compared;
 - ``their_row(sample)``: our sample (as our ``load_samples`` returns it) as a row of their dataset, which
   their code turns into the same prompt and gold;
 - ``their_verdict(result, sample)``: their per-sample result as our reference block (same keys, same
@@ -28,7 +28,6 @@ in levels of 50, and adds an all-meaningless level and an empty one.
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import json
 import logging
@@ -47,7 +46,6 @@ from transformers import BatchEncoding
 
 from critical_neurons.errors import UsageError
 from critical_neurons.reference.golden import as_json
-from critical_neurons.tasks.common import GenerativeTask
 
 CRAFTED_LEVEL_SIZE = 8
 FUZZ_LEVEL_SIZE = 50
@@ -72,7 +70,7 @@ class Driver:
 
     module: str
     evaluator_class: str
-    task: Callable[[contextlib.ExitStack], GenerativeTask]
+    method: str
     their_row: Callable[[dict[str, Any]], dict[str, Any]]
     their_verdict: Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]]
     fuzz: Callable[[random.Random], tuple[dict[str, Any], str]]
@@ -191,11 +189,14 @@ def run_theirs(driver: Driver, evaluator: Any, tokenizer: CannedTokenizer, level
 def read_crafted(path: Path) -> list[tuple[dict[str, Any], str]]:
     """Crafted ``(sample, response)`` cases from a JSON-lines file."""
     cases = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for number, line in enumerate(path.read_text(encoding="utf-8").split("\n"), 1):
         if line.strip():
-            row = json.loads(line)
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                row = None
             if not isinstance(row, dict) or not isinstance(row.get("sample"), dict) or not isinstance(row.get("response"), str):
-                raise UsageError("--crafted_dir", f"{path} line {number} is not {{'sample': {{...}}, 'response': '...'}}", "fix that line")
+                raise UsageError("--benchmarks", f"{path} line {number} is not {{\"sample\": {{...}}, \"response\": \"...\"}}", "fix that line")
             cases.append((row["sample"], row["response"]))
     return cases
 

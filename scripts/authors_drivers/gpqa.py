@@ -58,4 +58,4 @@ PYTHON_312_FSTRING = (
     """{sample.get("Writer's Difficulty Estimate", 'N/A')}""",
     """{sample.get('Writer' + chr(39) + 's Difficulty Estimate', 'N/A')}""",
 )
-DRIVER = Driver(module="gpqa_evaluator", evaluator_class="GPQAEvaluator", task=lambda stack: gpqa.task(), their_row=their_row, their_verdict=their_verdict, fuzz=fuzz, source_fixes=(PYTHON_312_FSTRING,))
+DRIVER = Driver(module="gpqa_evaluator", evaluator_class="GPQAEvaluator", method=gpqa.DEFAULTS.name, their_row=their_row, their_verdict=their_verdict, fuzz=fuzz, source_fixes=(PYTHON_312_FSTRING,))

@@ -39,4 +39,4 @@ def fuzz(rng: random.Random) -> tuple[dict[str, Any], str]:
     return sample, random_text(rng, (*ALPHABET, *PHRASES, gold, f"{gold}."))
 
 
-DRIVER = Driver(module="mgsm_evaluator", evaluator_class="MGSMEvaluator", task=lambda stack: mgsm.task(), their_row=their_row, their_verdict=their_verdict, fuzz=fuzz)
+DRIVER = Driver(module="mgsm_evaluator", evaluator_class="MGSMEvaluator", method=mgsm.DEFAULTS.name, their_row=their_row, their_verdict=their_verdict, fuzz=fuzz)

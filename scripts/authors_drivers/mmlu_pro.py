@@ -27,4 +27,4 @@ def fuzz(rng: random.Random) -> tuple[dict[str, Any], str]:
     return sample, random_text(rng, (*ALPHABET, *PHRASES))
 
 
-DRIVER = Driver(module="mmlu_pro_evaluator", evaluator_class="MMLUProEvaluator", task=lambda stack: mmlu_pro.task(), their_row=their_row, their_verdict=their_verdict, fuzz=fuzz)
+DRIVER = Driver(module="mmlu_pro_evaluator", evaluator_class="MMLUProEvaluator", method=mmlu_pro.DEFAULTS.name, their_row=their_row, their_verdict=their_verdict, fuzz=fuzz)

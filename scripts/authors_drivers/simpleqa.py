@@ -32,4 +32,4 @@ def fuzz(rng: random.Random) -> tuple[dict[str, Any], str]:
     return {"id": index, "question": "Who?", "answer": GOLDS[index]}, random_text(rng, (*ALPHABET, *PHRASES, *PHRASES))
 
 
-DRIVER = Driver(module="simpleqa_evaluator", evaluator_class="SimpleQAEvaluator", task=lambda stack: simpleqa.task(), their_row=their_row, their_verdict=their_verdict, their_level=their_level, fuzz=fuzz)
+DRIVER = Driver(module="simpleqa_evaluator", evaluator_class="SimpleQAEvaluator", method=simpleqa.DEFAULTS.name, their_row=their_row, their_verdict=their_verdict, their_level=their_level, fuzz=fuzz)
