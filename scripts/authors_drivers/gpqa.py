@@ -13,7 +13,7 @@ from authors_drivers.common import ALPHABET, Driver, random_text
 from critical_neurons.tasks import gpqa
 
 FIELDS = ("Correct Answer", "Incorrect Answer 1", "Incorrect Answer 2", "Incorrect Answer 3")
-PHRASES = ("ANSWER IS ", "the answer is (", "answer is", "A ", " a ", "B", "(C)", "D)", "10", "3", "4", "Ä", "_A", "I think")
+PHRASES = ("ANSWER IS ", "the answer is (", "answer is", "answer  is ", "answer\nis (", "ANSWER IS\t", "A ", " a ", "B", "(C)", "D)", "10", "3", "4", "Ä", "_A", "I think")
 
 
 def their_row(sample: dict[str, Any]) -> dict[str, Any]:
