@@ -5,7 +5,7 @@
 
 Their evaluator classes are imported from the checkout (nothing of theirs ships here) and driven with
 canned responses (see scripts/authors_drivers/common.py): crafted cases from
-tests/fixtures/authors/crafted/<benchmark>.jsonl and --fuzz seeded random ones, in levels. Each
+tests/fixtures/authors/crafted/<benchmark>.jsonl (or --crafted_dir) and --fuzz seeded random ones, in levels. Each
 disagreement prints the response, their verdict and ours; a count per benchmark follows. --record
 writes their outputs as goldens (tests/fixtures/authors/golden/<benchmark>.json.gz), which CI replays
 against our scorers. Exit status 1 when anything disagrees.
@@ -39,7 +39,7 @@ def benchmark_list(text: str) -> list[str]:
     return names
 
 
-def golden(name: str, method: str, commit: str | None, fuzz: int, seed: int, compared: list[Level]) -> dict:
+def golden(name: str, method: str, ours_only: tuple[str, ...], commit: str | None, fuzz: int, seed: int, compared: list[Level]) -> dict:
     """Their outputs on every level, samples stored once."""
     samples: list[dict] = []
     index: dict[str, int] = {}
@@ -54,6 +54,7 @@ def golden(name: str, method: str, commit: str | None, fuzz: int, seed: int, com
     return {
         "benchmark": name,
         "method": method,
+        "ours_only": list(ours_only),
         "authors_commit": commit,
         "fuzz": fuzz,
         "seed": seed,
@@ -70,9 +71,9 @@ def golden(name: str, method: str, commit: str | None, fuzz: int, seed: int, com
     }
 
 
-def compare(name: str, driver: Driver, authors_repo: Path, fuzz: int, seed: int, record: bool) -> tuple[int, int, int, int]:
+def compare(name: str, driver: Driver, authors_repo: Path, crafted_dir: Path, fuzz: int, seed: int, record: bool) -> tuple[int, int, int, int]:
     """Print every disagreement on one benchmark; (cases, per-sample disagreements, levels, per-level disagreements)."""
-    crafted_file = CRAFTED / f"{name}.jsonl"
+    crafted_file = crafted_dir / f"{name}.jsonl"
     crafted = read_crafted(crafted_file) if crafted_file.is_file() else []
     evaluator, tokenizer = make_evaluator(load_authors_module(authors_repo, driver.module, driver.source_fixes), driver.evaluator_class)
     compared = levels(driver, crafted, fuzz, seed)
@@ -84,7 +85,7 @@ def compare(name: str, driver: Driver, authors_repo: Path, fuzz: int, seed: int,
             if level.raised:
                 print(f"[{name}] {level.name}: their code raised {level.raised} (nothing to compare)")
                 continue
-            per_sample, per_level = compare_level(task, level.samples, level.responses, level.their_samples, level.their_level)
+            per_sample, per_level = compare_level(task, level.samples, level.responses, level.their_samples, level.their_level, driver.ours_only)
             for index, lines in per_sample:
                 print(f"[{name}] {level.name}, response {level.responses[index]!r}:\n    " + "\n    ".join(lines))
             if per_level:
@@ -92,7 +93,7 @@ def compare(name: str, driver: Driver, authors_repo: Path, fuzz: int, seed: int,
             sample_disagreements += len(per_sample)
             level_disagreements += bool(per_level)
     if record:
-        write_golden(GOLDEN / f"{name}.json.gz", golden(name, driver.method, authors_commit(authors_repo), fuzz, seed, compared))
+        write_golden(GOLDEN / f"{name}.json.gz", golden(name, driver.method, driver.ours_only, authors_commit(authors_repo), fuzz, seed, compared))
     return sum(len(level.samples) for level in compared), sample_disagreements, len(compared), level_disagreements
 
 
@@ -100,6 +101,7 @@ def main() -> None:
     parser = ArgumentParser(description=__doc__)
     parser.add_argument("--authors_repo", required=True, type=Path, help="a checkout of the authors' repository (its investigation/ folder is read)")
     parser.add_argument("--benchmarks", type=benchmark_list, default=list(BENCHMARKS), help=f"comma-separated, from {','.join(BENCHMARKS)} (default: all)")
+    parser.add_argument("--crafted_dir", type=Path, default=CRAFTED, help="where <benchmark>.jsonl crafted cases are (default: tests/fixtures/authors/crafted)")
     parser.add_argument("--fuzz", type=integer(0), default=200, help="seeded random responses per benchmark (default 200)")
     parser.add_argument("--seed", type=integer(0), default=0, help="the fuzz generator's seed (default 0)")
     parser.add_argument("--record", action="store_true", help="write their outputs to tests/fixtures/authors/golden/<benchmark>.json.gz")
@@ -112,7 +114,7 @@ def main() -> None:
             driver = importlib.import_module(f"authors_drivers.{name}").DRIVER
         except ModuleNotFoundError as error:
             raise UsageError("--benchmarks", f"no driver for {name} ({error})", "add scripts/authors_drivers/{name}.py") from None
-        counts[name] = compare(name, driver, args.authors_repo, args.fuzz, args.seed, args.record)
+        counts[name] = compare(name, driver, args.authors_repo, args.crafted_dir, args.fuzz, args.seed, args.record)
     print(f"\n{'benchmark':<10} {'cases':>6} {'sample disagreements':>21} {'levels':>7} {'level disagreements':>20}")
     for name, (cases, samples, level_count, level_disagreements) in counts.items():
         print(f"{name:<10} {cases:>6} {samples:>21} {level_count:>7} {level_disagreements:>20}")

@@ -17,7 +17,8 @@ of our ``critical_neurons/reference/<benchmark>.py``) that defines ``DRIVER = Dr
 - ``their_verdict(result, sample)``: their per-sample result as our reference block (same keys, same
   values where they agree; e.g. their option index as our letter);
 - ``fuzz(rng)``: one seeded random ``(sample, response)``; ``random_text`` composes responses;
-- optional: ``source_fixes`` (see ``load_authors_module``), ``evaluate(evaluator, rows)`` (default ``evaluate_dataset(rows)``), ``their_level(result)``
+- optional: ``source_fixes`` (see ``load_authors_module``), ``ours_only`` (keys of our blocks with no
+  counterpart in theirs, left out of the comparison), ``evaluate(evaluator, rows)`` (default ``evaluate_dataset(rows)``), ``their_level(result)``
   (default: their level dict without ``detailed_results`` and ``neurons_masked``), and ``meaningless``
   (responses that make the all-meaningless level).
 
@@ -77,6 +78,7 @@ class Driver:
     evaluate: Callable[[Any, list[dict[str, Any]]], dict[str, Any]] = default_evaluate
     their_level: Callable[[dict[str, Any]], dict[str, Any]] = default_level
     source_fixes: tuple[tuple[str, str], ...] = ()
+    ours_only: tuple[str, ...] = ()
     meaningless: tuple[str, ...] = ("", "  ", "!!", "a.", "aaaaaaaaaaaa", "42 17", "x\n\n\n\n\n\ny", "......", "1111111")
 
 
