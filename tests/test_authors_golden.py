@@ -15,6 +15,7 @@ from critical_neurons.reference.golden import read_golden, replay
 from critical_neurons.rescoring import TASKS
 
 GOLDEN = ROOT / "tests" / "fixtures" / "authors" / "golden"
+# Benchmarks whose reference scorer reproduces the authors' code; each golden here must replay with no disagreement.
 BENCHMARKS = ("mmlu_pro", "gpqa", "mgsm", "simpleqa")
 MIN_CRAFTED, MIN_FUZZ = 40, 2000
 
