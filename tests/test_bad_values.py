@@ -56,6 +56,23 @@ def test_bad_value_is_one_line(script, flag, value, tiny_model_path, tmp_path):
     assert_usage_error(result, flag, output)
 
 
+@pytest.mark.parametrize(("script", "named"), [(STAGE2, "--neuron_file"), ("evaluation/wikitext_evaluator.py", "--dataset_path"), (STAGE1, "--output_file")])
+def test_log_file_that_is_another_file_of_the_run_is_refused(script, named, tiny_model_path, tmp_path):
+    """The log appends: pointed at an input or the output it would corrupt that file."""
+    base = [item.format(neurons=neuron_file(tmp_path)) for item in BASE[script]]
+    dataset = tmp_path / "texts.jsonl"
+    dataset.write_text((FIXTURES / "wikitext_test.jsonl").read_text())
+    args = dict(zip(base[::2], base[1::2]))
+    args.update({"--model_path": str(tiny_model_path("llama")), "--output_file": str(tmp_path / "out.json")})
+    if named == "--dataset_path":
+        args[named] = str(dataset)
+    args["--log_file"] = args[named]
+    before = {path: path.read_bytes() for path in tmp_path.iterdir() if path.is_file()}
+    result = run_script(script, *[item for pair in args.items() for item in pair])
+    assert_usage_error(result, "--log_file", tmp_path / "out.json")
+    assert named in result.stderr and {path: path.read_bytes() for path in tmp_path.iterdir() if path.is_file()} == before
+
+
 def test_zero_noise_scale_is_warned(tiny_model_path, tmp_path):
     output = tmp_path / "out.json"
     result = run_script(STAGE1, "--model_path", tiny_model_path("llama"), "--input_text", TEXT, "--num_samples", "2", "--noise_scale", "0", "--output_file", output)
