@@ -48,6 +48,7 @@ def main() -> None:
     if args.modules and args.population == "reference":
         raise UsageError("--modules", "only applies to --population sites", "drop --modules or use --population sites")
     with OutputFile(args.output_file, inputs={"--dataset_path": args.dataset_path}) as output:
+        output.read_previous_levels("random_masking")
         texts = wikitext_texts(args.dataset_path, args.subset_name, args.split)[: args.max_samples]
         model, tokenizer = load_model(args.model_path, args.dtype, args.device_map, args.trust_remote_code)
         sequences = tokenize_texts(tokenizer, texts, args.max_length)

@@ -66,6 +66,7 @@ def main() -> None:
     for name in ("residual_stream", "activation_profile"):
         check_output_path(f"{args.assets_dir}/characterization_{name}.png", "--assets_dir")
     with OutputFile(args.output_file, inputs={"--neuron_file": args.neuron_file}) as output:
+        output.read_previous("characterization")
         neuron_file = read_neuron_file(args.neuron_file)
         records = neuron_file.records
         if args.num_neurons is None and not neuron_file.is_critical_set:
