@@ -183,6 +183,8 @@ def test_a_program_cannot_forge_a_pass(problems, sandbox, forgery):
 @needs_bwrap
 def test_code_runs_unprivileged_in_bwrap(problems):
     """Run as root, the evaluator still runs generated code as an unprivileged user that cannot read root's files."""
+    if os.geteuid() == 0 and not humaneval.probe_bwrap()[0][1]:
+        pytest.skip("bwrap cannot mount without a user namespace here (no CAP_SYS_ADMIN), so code cannot drop to nobody")
     probe = "import os\nassert os.getuid() != 0 and os.getgid() != 0 and os.geteuid() != 0, 'runs as root'\ntry:\n    open('/etc/shadow').read()\nexcept OSError:\n    pass\nelse:\n    raise AssertionError('read /etc/shadow')\n"
     problem = problems["HumanEval/0"]
     completion = "".join(f"    {line}\n" for line in probe.splitlines()) + problem["canonical_solution"]
@@ -260,6 +262,18 @@ def test_an_interrupted_evaluator_leaves_no_program_running(problems):
     for pid in survivors:
         os.kill(pid, 9)
     assert not survivors
+
+
+@pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap (bwrap) is not installed")
+def test_root_without_mount_rights_falls_back_to_a_user_namespace_with_a_warning(monkeypatch, caplog):
+    monkeypatch.setattr(humaneval.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(humaneval, "_bwrap_failure", lambda bwrap, as_nobody: "mounts refused" if as_nobody else "")
+    humaneval.probe_bwrap.cache_clear()
+    try:
+        assert humaneval.probe_bwrap() == ((shutil.which("bwrap"), False), "")
+    finally:
+        humaneval.probe_bwrap.cache_clear()
+    assert "runs as root in a user namespace" in caplog.text
 
 
 def test_sandbox_resolution(monkeypatch, caplog):

