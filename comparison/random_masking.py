@@ -13,7 +13,7 @@ import logging
 
 import torch
 
-from critical_neurons.baselines import check_level, draw_channels, random_masking_level, reference_population, site_population
+from critical_neurons.baselines import MAX_RUNS, check_level, draw_channels, random_masking_level, reference_population, site_population
 from critical_neurons.cli import ArgumentParser, add_model_arguments, integer, parse_arguments, run
 from critical_neurons.errors import UsageError
 from critical_neurons.evaluation import MASK_MODES, LevelRunner, parse_levels
@@ -38,7 +38,7 @@ def main() -> None:
     parser.add_argument("--max_length", type=integer(2), default=512, help="tokens kept per text (reference: 512)")
     parser.add_argument("--batch_size", type=integer(1), default=8, help="texts per forward pass; does not change the perplexity")
     parser.add_argument("--masking_levels", default="0,10,100,1000", help="comma-separated channel counts (reference default)")
-    parser.add_argument("--num_runs", type=integer(1), default=10, help="random draws per level above 0 (reference: 10)")
+    parser.add_argument("--num_runs", type=integer(1, MAX_RUNS), default=10, help=f"random draws per level above 0 (reference: 10; at most {MAX_RUNS})")
     parser.add_argument("--population", choices=["sites", "reference"], default="sites", help="sites: stage 1's channels; reference: all nn.Linear outputs incl. lm_head")
     parser.add_argument("--modules", default=None, help="with --population sites: regex of site names, as stage 1")
     parser.add_argument("--mask_mode", choices=MASK_MODES, default="auto", help="hook, fold (weights edited per draw, restored after) or auto (fold a draw when it folds)")
@@ -48,6 +48,7 @@ def main() -> None:
     if args.modules and args.population == "reference":
         raise UsageError("--modules", "only applies to --population sites", "drop --modules or use --population sites")
     with OutputFile(args.output_file, inputs={"--dataset_path": args.dataset_path}) as output:
+        output.read_previous_levels("random_masking")
         texts = wikitext_texts(args.dataset_path, args.subset_name, args.split)[: args.max_samples]
         model, tokenizer = load_model(args.model_path, args.dtype, args.device_map, args.trust_remote_code)
         sequences = tokenize_texts(tokenizer, texts, args.max_length)

@@ -30,6 +30,7 @@ logger = logging.getLogger(__name__)
 
 ACTIVATION_THRESHOLD = 1e-6  # the reference keeps |activation| > 1e-6
 GRADIENT_THRESHOLD = 1e-8  # the reference keeps |gradient| > 1e-8
+MAX_RUNS = 1000  # random draws per level: each is a perplexity pass over the dataset (fold mode plans all up front)
 
 
 @torch.no_grad()
@@ -269,8 +270,8 @@ def random_masking_level(
     ``mask_mode`` is resolved per draw (``auto`` folds a draw when all its channels fold); each
     folded draw is checked against the hooks first, and the modes and checks are recorded.
     """
-    if num_runs < 1:
-        raise UsageError("--num_runs", f"must be at least 1, got {num_runs}", "use e.g. 10")
+    if not 1 <= num_runs <= MAX_RUNS:
+        raise UsageError("--num_runs", f"must be between 1 and {MAX_RUNS}, got {num_runs}", "use e.g. 10")
     check_level(population, level)
     log10_values, reference_log10_values, digests, modes, checks = [], [], [], [], []
     runs = num_runs if level else 1

@@ -37,6 +37,7 @@ from critical_neurons.reporting import channel_label, layer_and_type, spread_sta
 
 logger = logging.getLogger(__name__)
 
+MAX_RANDOM_SETS = 1000  # one forward pass and one drawn set each: beyond this a typo (1e9) would run for days
 MASSIVE_RATIO = 100.0  # peak / median |output| from which a peak is called massive here (Sun et al., 2024, report 1e3-1e4x)
 # Last name component of modules whose output is added to the residual stream (for Gemma 2/3 through
 # post_feedforward_layernorm, which keeps the dimension). Llama's post_attention_layernorm is the
@@ -334,8 +335,8 @@ def characterize(
     channels = list(dict.fromkeys(Channel(*channel) for channel in channels))
     if not channels:
         raise UsageError("--neuron_file", "no channel to characterise", "pass a neuron file with records")
-    if num_random_sets < 0:
-        raise UsageError("--num_random_sets", f"must be at least 0, got {num_random_sets}", "use e.g. 10")
+    if not 0 <= num_random_sets <= MAX_RANDOM_SETS:
+        raise UsageError("--num_random_sets", f"must be between 0 and {MAX_RANDOM_SETS}, got {num_random_sets}", "use e.g. 10")
     validate_channels(model, channels)
     modules = dict(model.named_modules())
     hidden_size = model.config.get_text_config().hidden_size

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import os
 import sys
 from collections.abc import Callable
 from typing import NoReturn
@@ -108,9 +109,26 @@ def setup_logging(level: str = "INFO", log_file: str | None = None) -> None:
     logging.basicConfig(level=level, format="%(asctime)s - %(levelname)s - %(message)s", handlers=handlers, force=True)
 
 
+def check_log_file(args: argparse.Namespace) -> None:
+    """Refuse a ``--log_file`` that is another file of the run: logging would append to an input or an output.
+
+    Compared with every flag naming an existing file and every ``*_file``/``*_path`` flag (outputs may not exist yet).
+    """
+    if not args.log_file:
+        return
+    log = os.path.realpath(os.path.expanduser(args.log_file))
+    for name, value in vars(args).items():
+        if name == "log_file" or not isinstance(value, str) or not value:
+            continue
+        path = os.path.realpath(os.path.expanduser(value))
+        if path == log and (name.endswith(("_file", "_path")) or os.path.isfile(path)):
+            raise UsageError("--log_file", f"{args.log_file} is also the run's --{name}, which the log would append to", "choose another log file")
+
+
 def parse_arguments(parser: argparse.ArgumentParser) -> argparse.Namespace:
-    """Parse the flags and start logging (an unwritable ``--log_file`` is a usage error)."""
+    """Parse the flags and start logging (an unwritable ``--log_file``, or one that is another file of the run, is a usage error)."""
     args = parser.parse_args()
+    check_log_file(args)
     setup_logging(args.log_level, args.log_file)
     return args
 

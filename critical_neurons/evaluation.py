@@ -137,11 +137,9 @@ class LevelRunner:
         self.results = self._previous_results()
 
     def _previous_results(self) -> list[dict[str, Any]]:
-        if not self.output.exists():
+        previous = self.output.read_previous_levels(self.header["kind"])
+        if previous is None:
             return []
-        previous = self.output.read_json()
-        if not isinstance(previous, dict) or previous.get("kind") != self.header.get("kind"):
-            raise UsageError(self.output.flag, f"{self.output.given} is not a {self.header.get('kind')} result of this toolkit", "choose another output file or move the old one away")
         differing = _differing_keys(self.run_key, previous.get("run_key"))
         if differing:
             raise UsageError(

@@ -21,6 +21,8 @@ from critical_neurons.masking import validate_channels
 from critical_neurons.models import load_model, model_info
 from critical_neurons.tasks.common import TaskDefaults
 
+EVALUATION_KIND = "evaluation"
+
 
 def add_evaluator_arguments(parser: argparse.ArgumentParser, defaults: TaskDefaults, *, dataset: bool = True) -> None:
     """The seed's evaluator flags plus the toolkit's, with the benchmark's own defaults.
@@ -51,6 +53,7 @@ class EvaluatorRun:
         self.defaults = defaults
         inputs = {"--neuron_file": args.neuron_file, "--dataset_path": getattr(args, "dataset_path", None), "--model_path": args.model_path}
         self.output = OutputFile(args.output_file, inputs=inputs)
+        self.output.read_previous_levels(EVALUATION_KIND)
         self.neuron_file: NeuronFile | None = read_neuron_file(args.neuron_file) if args.neuron_file else None
         self.records = self.neuron_file.records if self.neuron_file else None
         self.levels = parse_masking_levels(args.masking_levels, args.num_neurons_to_mask, len(self.records) if self.records else None)
@@ -117,7 +120,7 @@ class EvaluatorRun:
             settings.update(self.generation.to_dict())
         selection = {"max_samples": getattr(self.args, "max_samples", None), **(selection or {})}
         self.header = header = {
-            "kind": "evaluation",
+            "kind": EVALUATION_KIND,
             "method": self.defaults.name,
             "primary_metric": primary_metric or self.defaults.primary_metric,
             "reference_metric": self.defaults.reference_metric or None,

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
@@ -108,9 +108,10 @@ def staging_dir(target: Path) -> Iterator[Path]:
         if target.is_dir():
             target.rmdir()  # empty, as checked before the model loaded
         os.rename(staging, target)
-    except OSError as error:
+    except (OSError, SafetensorError) as error:  # safetensors reports a full disk as its own error
         shutil.rmtree(staging, ignore_errors=True)
-        raise UsageError("--output_dir", f"cannot write {target} ({error.strerror}); nothing was left behind", "free space or choose another folder") from None
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else " ".join(str(error).split())
+        raise UsageError("--output_dir", f"cannot write {target} ({reason}); nothing was left behind", "free space or choose another folder") from None
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -148,6 +148,26 @@ class OutputFile:
     def read_json(self) -> Any:
         return read_json(str(self.path), self.flag)
 
+    def read_previous(self, kind: str) -> dict[str, Any] | None:
+        """The output already there when it is a ``kind`` output of this toolkit, None when there is none;
+        anything else is refused naming the flag, so a run never overwrites another kind of file."""
+        if not self.exists():
+            return None
+        previous = self.read_json()
+        if not isinstance(previous, dict) or previous.get("kind") != kind:
+            raise UsageError(self.flag, f"{self.given} is not a {kind} result of this toolkit", "choose another output file or move the old one away")
+        return previous
+
+    def read_previous_levels(self, kind: str) -> dict[str, Any] | None:
+        """As :meth:`read_previous`, for outputs resumed per masking level: ``results`` must be level
+        entries, each with an integer ``masking_level`` (checked before any model loads or level runs)."""
+        previous = self.read_previous(kind)
+        if previous is not None:
+            results = previous.get("results", [])
+            if not isinstance(results, list) or not all(isinstance(entry, dict) and type(entry.get("masking_level")) is int for entry in results):
+                raise UsageError(self.flag, f"{self.given} has a broken 'results' list (not a list of levels, each with an integer masking_level)", "choose another output file or move the old one away")
+        return previous
+
     def write_json(self, payload: Any) -> None:
         write_json(self.path, payload, self.flag)
 

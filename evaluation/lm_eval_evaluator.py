@@ -13,7 +13,7 @@ with ``dataset_path: json`` and local ``data_files`` under --include_path (see R
 from critical_neurons.cli import ArgumentParser, integer, parse_arguments, run
 from critical_neurons.errors import UsageError
 from critical_neurons.evaluator_cli import EvaluatorRun, add_evaluator_arguments
-from critical_neurons.lm_eval_tasks import check_tasks, evaluate_tasks, include_digest, task_manager, wrap_model
+from critical_neurons.lm_eval_tasks import check_primary_metric, check_tasks, evaluate_tasks, include_digest, load_tasks, task_data_digest, task_manager, wrap_model
 from critical_neurons.tasks.common import TaskDefaults
 
 DEFAULTS = TaskDefaults("lm_eval", "", (), max_length=2048, output_file="results/lm_eval_results.json")
@@ -34,13 +34,15 @@ def main() -> None:
     with EvaluatorRun(args, DEFAULTS) as evaluator:
         manager = task_manager(args.include_path)
         check_tasks(manager, tasks)
+        loaded = load_tasks(manager, tasks)
+        check_primary_metric(args.primary_metric, tasks, loaded)
+        selection = {"tasks": tasks, "limit": args.limit, "num_fewshot": args.num_fewshot, "include_files": include_digest(args.include_path), "data_files": task_data_digest(loaded)}
         model, tokenizer = evaluator.load_model()
-        selection = {"tasks": tasks, "limit": args.limit, "num_fewshot": args.num_fewshot, "include_files": include_digest(args.include_path)}
 
         lm = wrap_model(model, tokenizer, args.batch_size)
 
         def evaluate() -> dict:
-            metrics, primary = evaluate_tasks(lm, tasks, manager, num_fewshot=args.num_fewshot, limit=args.limit, seed=args.seed)
+            metrics, primary = evaluate_tasks(lm, tasks, manager, num_fewshot=args.num_fewshot, limit=args.limit, seed=args.seed, primary_metric=args.primary_metric)
             evaluator.set_primary_metric(primary)
             return metrics
 

@@ -17,7 +17,7 @@ import argparse
 import logging
 import time
 
-from critical_neurons.characterization import MASSIVE_RATIO, characterize
+from critical_neurons.characterization import MASSIVE_RATIO, MAX_RANDOM_SETS, characterize
 from critical_neurons.characterization_figures import plot_characterization
 from critical_neurons.cli import ArgumentParser, add_model_arguments, add_neuron_file_arguments, encode_text, integer, number, parse_arguments, run
 from critical_neurons.errors import UsageError
@@ -56,7 +56,7 @@ def main() -> None:
     source.add_argument("--dataset_path", default=None, help="json/jsonl/parquet/csv file with a 'text' field, or a wiki.test.tokens file")
     parser.add_argument("--text_index", type=integer(0), default=0, help="which text of --dataset_path (texts of more than 50 characters, in file order)")
     parser.add_argument("--max_length", type=integer(2), default=512, help="tokens of the text used (as Stage 2)")
-    parser.add_argument("--num_random_sets", type=integer(0), default=10, help="random same-size control sets (0: none)")
+    parser.add_argument("--num_random_sets", type=integer(0, MAX_RANDOM_SETS), default=10, help=f"random same-size control sets (0: none; at most {MAX_RANDOM_SETS})")
     parser.add_argument("--top_inputs", type=integer(1), default=5, help="inputs listed per channel in the weight profile")
     parser.add_argument("--massive_ratio", type=number(0, inclusive=False), default=MASSIVE_RATIO, help="peak / median |output| from which an activation counts as massive")
     parser.add_argument("--assets_dir", default="assets", help="folder of the two figures")
@@ -66,6 +66,7 @@ def main() -> None:
     for name in ("residual_stream", "activation_profile"):
         check_output_path(f"{args.assets_dir}/characterization_{name}.png", "--assets_dir")
     with OutputFile(args.output_file, inputs={"--neuron_file": args.neuron_file}) as output:
+        output.read_previous("characterization")
         neuron_file = read_neuron_file(args.neuron_file)
         records = neuron_file.records
         if args.num_neurons is None and not neuron_file.is_critical_set:

@@ -11,6 +11,7 @@ TEXT = "Later reviews were more positive. In just over 29 minutes, Bookends is s
 FIXTURES = ROOT / "tests" / "fixtures"
 STAGE1 = "method/1_importance_evaluation.py"
 STAGE2 = "method/2_neuron_identification.py"
+CHARACTERIZE = "method/3_characterize_critical_neurons.py"
 
 # script -> the flags a valid run needs besides --model_path and --output_file
 BASE = {
@@ -22,6 +23,7 @@ BASE = {
     "evaluation/wikitext_evaluator.py": ["--dataset_path", str(FIXTURES / "wikitext_test.jsonl")],
     "evaluation/simpleqa_evaluator.py": ["--dataset_path", str(FIXTURES / "simpleqa_test.jsonl")],
     "evaluation/humaneval_evaluator.py": ["--dataset_path", str(FIXTURES / "humaneval_subset.jsonl")],
+    CHARACTERIZE: ["--neuron_file", "{neurons}", "--text", TEXT],
 }
 NON_FINITE = ["nan", "inf", "-inf"]
 CASES = [
@@ -31,11 +33,13 @@ CASES = [
     *[(STAGE2, flag, "0") for flag in ("--batch_size", "--step_size", "--max_steps")],
     (STAGE2, "--max_length", "1"),
     *[(script, "--seed", value) for script in (STAGE1, "evaluation/wikitext_evaluator.py") for value in ("-1", str(2**32), "1.5")],
-    *[(script, "--batch_size", "0") for script in BASE if script not in (STAGE1, STAGE2, "comparison/activation_masking.py", "comparison/gradient_masking.py")],
+    *[(script, "--batch_size", "0") for script in BASE if script not in (STAGE1, STAGE2, CHARACTERIZE, "comparison/activation_masking.py", "comparison/gradient_masking.py")],
     *[(script, "--top_n", "0") for script in ("comparison/activation_masking.py", "comparison/gradient_masking.py")],
     *[(script, "--max_samples", "0") for script in ("comparison/random_masking.py", "evaluation/wikitext_evaluator.py", "evaluation/simpleqa_evaluator.py")],
     *[(script, "--max_length", "1") for script in ("comparison/random_masking.py", "evaluation/wikitext_evaluator.py", "evaluation/simpleqa_evaluator.py")],
     ("comparison/random_masking.py", "--num_runs", "0"),
+    ("comparison/random_masking.py", "--num_runs", "1001"),
+    (CHARACTERIZE, "--num_random_sets", "1000000000"),
     ("evaluation/simpleqa_evaluator.py", "--max_new_tokens", "0"),
     ("evaluation/wikitext_evaluator.py", "--num_neurons_to_mask", "-1"),
     *[("evaluation/humaneval_evaluator.py", "--timeout", value) for value in [*NON_FINITE, "0", "-1"]],
@@ -54,6 +58,23 @@ def test_bad_value_is_one_line(script, flag, value, tiny_model_path, tmp_path):
     args.update({"--model_path": str(tiny_model_path("llama")), "--output_file": str(output), flag: value})
     result = run_script(script, *[item for pair in args.items() for item in pair])
     assert_usage_error(result, flag, output)
+
+
+@pytest.mark.parametrize(("script", "named"), [(STAGE2, "--neuron_file"), ("evaluation/wikitext_evaluator.py", "--dataset_path"), (STAGE1, "--output_file")])
+def test_log_file_that_is_another_file_of_the_run_is_refused(script, named, tiny_model_path, tmp_path):
+    """The log appends: pointed at an input or the output it would corrupt that file."""
+    base = [item.format(neurons=neuron_file(tmp_path)) for item in BASE[script]]
+    dataset = tmp_path / "texts.jsonl"
+    dataset.write_text((FIXTURES / "wikitext_test.jsonl").read_text())
+    args = dict(zip(base[::2], base[1::2]))
+    args.update({"--model_path": str(tiny_model_path("llama")), "--output_file": str(tmp_path / "out.json")})
+    if named == "--dataset_path":
+        args[named] = str(dataset)
+    args["--log_file"] = args[named]
+    before = {path: path.read_bytes() for path in tmp_path.iterdir() if path.is_file()}
+    result = run_script(script, *[item for pair in args.items() for item in pair])
+    assert_usage_error(result, "--log_file", tmp_path / "out.json")
+    assert named in result.stderr and {path: path.read_bytes() for path in tmp_path.iterdir() if path.is_file()} == before
 
 
 def test_zero_noise_scale_is_warned(tiny_model_path, tmp_path):

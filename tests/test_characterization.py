@@ -289,6 +289,16 @@ def test_bad_input(case, flag, tiny_model_path, stage2_file, tmp_path):
     assert not (tmp_path / "assets").exists()
 
 
+@pytest.mark.parametrize("existing", [{"kind": "evaluation", "results": []}, {"top_neurons": []}, [1, 2]])
+def test_an_output_of_another_kind_is_not_overwritten(existing, tiny_model_path, stage2_file, tmp_path):
+    """As the evaluators: a file that is not a characterisation is refused, before the model loads, and kept."""
+    output = tmp_path / "result.json"
+    output.write_text(json.dumps(existing))
+    result = run_script(SCRIPT, "--model_path", tiny_model_path("llama"), "--neuron_file", stage2_file(), "--output_file", output, "--assets_dir", tmp_path / "assets")
+    assert_usage_error(result, "--output_file")
+    assert "not a characterization result" in result.stderr and json.loads(output.read_text()) == existing and not (tmp_path / "assets").exists()
+
+
 @pytest.mark.real_model
 def test_smollm2_critical_channel_is_a_massive_activation(default_model_path):
     """SmolLM2-135M's layer 11 down_proj channel 507: a massive activation on the first token, made by two inputs."""

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import time
+import tracemalloc
 import uuid
 from pathlib import Path
 
@@ -158,6 +160,120 @@ def test_setsid_descendants_do_not_outlive_the_timeout(problems, sandbox, alarm)
     assert outcome == {"passed": False, "result": "timed out"}
     assert elapsed < timeout + humaneval._START_GRACE + 3, elapsed
     assert len(survivors) == (0 if sandbox == "bwrap" else 1)
+
+
+FORGED = "b'{\"passed\": true, \"result\": \"passed\"}\\npassed\\n'"
+FORGERIES = {
+    "stdout": f"    os.write(1, {FORGED})\n",
+    "every descriptor": f"    for fd in range(1024):\n        try:\n            os.write(fd, {FORGED})\n        except OSError:\n            pass\n",
+    "/proc/self/fd": f"    for name in os.listdir('/proc/self/fd'):\n        try:\n            with open('/proc/self/fd/' + name, 'wb') as handle:\n                handle.write({FORGED})\n        except OSError:\n            pass\n",
+    "dup2 and close": f"    for fd in range(3, 64):\n        try:\n            os.dup2(1, fd)\n        except OSError:\n            pass\n    os.write(1, {FORGED})\n    os.closerange(0, 1024)\n",
+}
+
+
+@pytest.mark.parametrize("sandbox", SANDBOXES)
+@pytest.mark.parametrize("forgery", FORGERIES)
+def test_a_program_cannot_forge_a_pass(problems, sandbox, forgery):
+    """Printing a verdict, writing one to any descriptor, then exiting before the tests run is a fail."""
+    completion = "    import os\n" + FORGERIES[forgery] + "    os._exit(0)\n"
+    outcome = humaneval.run_program(problems["HumanEval/0"], completion, sandbox=sandbox)
+    assert not outcome["passed"] and outcome["result"].startswith("failed: runner error"), outcome
+
+
+@needs_bwrap
+def test_code_runs_unprivileged_in_bwrap(problems):
+    """Run as root, the evaluator still runs generated code as an unprivileged user that cannot read root's files."""
+    if os.geteuid() == 0 and not humaneval.probe_bwrap()[0][1]:
+        pytest.skip("bwrap cannot mount without a user namespace here (no CAP_SYS_ADMIN), so code cannot drop to nobody")
+    probe = "import os\nassert os.getuid() != 0 and os.getgid() != 0 and os.geteuid() != 0, 'runs as root'\ntry:\n    open('/etc/shadow').read()\nexcept OSError:\n    pass\nelse:\n    raise AssertionError('read /etc/shadow')\n"
+    problem = problems["HumanEval/0"]
+    completion = "".join(f"    {line}\n" for line in probe.splitlines()) + problem["canonical_solution"]
+    assert humaneval.run_program(problem, completion, sandbox="bwrap") == {"passed": True, "result": "passed"}
+    assert humaneval.run_reference_program(probe, "", sandbox="bwrap") == {"passed": True, "result": "passed"}
+
+
+@pytest.mark.parametrize("sandbox", SANDBOXES)
+def test_stored_error_text_is_capped(problems, sandbox):
+    outcome = humaneval.run_program(problems["HumanEval/0"], "    raise ValueError('x' * 100000)\n", sandbox=sandbox)
+    assert outcome["result"].startswith("failed: xxx") and len(outcome["result"]) <= humaneval.RESULT_CHARS
+
+
+@needs_bwrap
+def test_private_temp_folder_is_capped_at_the_memory_limit(problems):
+    if not humaneval._bwrap_sizes_tmpfs(shutil.which("bwrap")):
+        pytest.skip("this bubblewrap has no --size (0.8 and newer)")
+    problem = problems["HumanEval/0"]
+    completion = (
+        "    written = 0\n"
+        "    try:\n"
+        "        for index in range(64):\n"
+        "            with open(f'/tmp/fill{index}', 'wb') as handle:\n"
+        "                handle.write(bytes(4 * 2**20))\n"
+        "            written += 4\n"
+        "    except OSError:\n"
+        "        pass\n"
+        "    assert written <= 64, f'{written} MiB written'\n"
+    ) + problem["canonical_solution"]
+    assert humaneval.run_program(problem, completion, memory_mb=64, sandbox="bwrap") == {"passed": True, "result": "passed"}
+
+
+@pytest.mark.parametrize("sandbox", SANDBOXES)
+def test_an_output_flood_costs_neither_memory_nor_disk(problems, sandbox):
+    """64 MiB on stdout and stderr: the evaluator keeps a bounded tail (the last line names the failure), no file grows."""
+    flood = (
+        "    import os\n"
+        "    for _ in range(64):\n"
+        "        os.write(1, bytes(2**20))\n"
+        "        os.write(2, b'y' * 2**20)\n"
+        "    assert os.fstat(1).st_size < 2**20 and os.fstat(2).st_size < 2**20, 'the output accumulates in a file'\n"
+        "    os.write(2, b'\\nthe last line\\n')\n"
+        "    os._exit(3)\n"
+    )
+    tracemalloc.start()
+    try:
+        outcome = humaneval.run_program(problems["HumanEval/0"], flood, sandbox=sandbox)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert outcome == {"passed": False, "result": "failed: runner error (the last line)"}
+    assert peak < 4 * 2**20, peak
+
+
+def test_an_interrupted_evaluator_leaves_no_program_running(problems):
+    """Unisolated, a KeyboardInterrupt in the evaluator still kills the program's process group."""
+    token = f"{600 + uuid.uuid4().int % 1000}.{os.getpid()}"
+    completion = UNGUARD + f"    subprocess.Popen(['sleep', '{token}'])\n    while True:\n        pass\n"
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    signal.setitimer(signal.ITIMER_REAL, 2.0)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            humaneval.run_program(problems["HumanEval/0"], completion, timeout=30.0, sandbox="none")
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    deadline = time.monotonic() + 2.0
+    while _processes_with(token) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    survivors = _processes_with(token)
+    for pid in survivors:
+        os.kill(pid, 9)
+    assert not survivors
+
+
+@pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap (bwrap) is not installed")
+def test_root_without_mount_rights_falls_back_to_a_user_namespace_with_a_warning(monkeypatch, caplog):
+    monkeypatch.setattr(humaneval.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(humaneval, "_bwrap_failure", lambda bwrap, as_nobody: "mounts refused" if as_nobody else "")
+    humaneval.probe_bwrap.cache_clear()
+    try:
+        assert humaneval.probe_bwrap() == ((shutil.which("bwrap"), False), "")
+    finally:
+        humaneval.probe_bwrap.cache_clear()
+    assert "runs as root in a user namespace" in caplog.text
 
 
 def test_sandbox_resolution(monkeypatch, caplog):

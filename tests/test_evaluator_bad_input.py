@@ -53,3 +53,12 @@ def test_neuron_file_for_another_model(script, tiny_model_path, tmp_path):
     )
     assert_usage_error(result, "--neuron_file", output)
     assert "transformer.h.0.mlp.c_proj" in result.stderr
+
+
+@pytest.mark.parametrize("script", ["evaluation/wikitext_evaluator.py", "evaluation/c4_evaluator.py", "comparison/random_masking.py"])
+def test_a_dataset_of_only_short_texts_is_refused_before_the_model_loads(script, tiny_model_path, tmp_path):
+    data, output = tmp_path / "short.jsonl", tmp_path / "out.json"
+    data.write_text('{"text": "A short line."}\n{"text": ""}\n')
+    result = run_script(script, "--model_path", tiny_model_path("llama"), "--dataset_path", data, "--output_file", output)
+    assert_usage_error(result, "--dataset_path", output)
+    assert "no text of" in result.stderr and "Loading weights" not in result.stderr

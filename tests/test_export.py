@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import assert_usage_error, build_tokenizer, neuron_file, run_script
+from safetensors import SafetensorError
 from safetensors.torch import save_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -157,6 +158,27 @@ def test_empty_output_dir_is_filled(sharded_source, tmp_path):
     output.mkdir()
     run_script(SCRIPT, "--model_path", sharded_source, "--neuron_file", stage2_file(tmp_path, LLAMA_CHANNELS[:1]), "--output_dir", output, check=True)
     assert (output / "lesion.json").is_file() and not [name for name in os.listdir(tmp_path) if name.endswith(".tmp")]
+
+
+@pytest.mark.parametrize("writer", ["critical_neurons.export.save_file", "transformers.modeling_utils.safe_save_file"], ids=["rewritten_shard", "save_pretrained"])
+def test_a_full_disk_is_one_line_and_leaves_nothing(writer, sharded_source, tiny_model_path, tmp_path, monkeypatch):
+    """safetensors reports ENOSPC as its own error type, in both the shard rewrite and save_pretrained."""
+    source = sharded_source
+    if writer.startswith("transformers"):  # a .bin checkpoint is saved whole
+        model = AutoModelForCausalLM.from_pretrained(tiny_model_path("llama"))
+        source = tmp_path / "bin"
+        model.config.save_pretrained(source)
+        build_tokenizer(source)
+        torch.save(model.state_dict(), source / "pytorch_model.bin")
+
+    def no_space(*args, **kwargs):
+        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+
+    monkeypatch.setattr(writer, no_space)
+    output = tmp_path / "out" / "lesioned"
+    result = run_script(SCRIPT, "--model_path", source, "--neuron_file", stage2_file(tmp_path, LLAMA_CHANNELS[:1]), "--output_dir", output)
+    assert_usage_error(result, "--output_dir", output)
+    assert "No space left on device" in result.stderr and os.listdir(output.parent) == []
 
 
 def test_gpt2_checkpoint_without_prefix_keeps_its_layout(tiny_model_path, tmp_path):

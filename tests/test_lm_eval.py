@@ -69,6 +69,37 @@ def test_unknown_task_is_refused_before_the_model_loads(tiny_model_path, tmp_pat
     assert "Loading weights" not in result.stderr
 
 
+def test_a_data_file_outside_the_include_path_is_in_the_run_key(tiny_model_path, tmp_path, tasks):
+    """The task YAML names a data file elsewhere: editing it makes another run, refused on resume."""
+    data = tmp_path / "elsewhere" / "texts.jsonl"
+    data.parent.mkdir()
+    (tasks / "texts.jsonl").rename(data)
+    (tasks / "local_wikitext.yaml").write_text(TASK_YAML.format(data=data))
+    output = tmp_path / "lm_eval.json"
+    model, neurons = tiny_model_path("llama"), neuron_file(tmp_path, "model.layers.0.mlp.down_proj", 3)
+    assert run_levels(model, neurons, tasks, output).returncode == 0
+    data.write_text(json.dumps({"text": "Another text entirely, long enough to count as a document here."}) + "\n" + data.read_text())
+    before = output.read_bytes()
+    assert_usage_error(run_levels(model, neurons, tasks, output), "--output_file")
+    assert output.read_bytes() == before
+
+
+def test_missing_task_data_is_refused_before_the_model_loads(tiny_model_path, tmp_path, tasks):
+    (tasks / "texts.jsonl").unlink()
+    output = tmp_path / "out.json"
+    result = run_levels(tiny_model_path("llama"), neuron_file(tmp_path), tasks, output)
+    assert_usage_error(result, "--tasks", output)
+    assert "Loading weights" not in result.stderr
+
+
+@pytest.mark.parametrize("metric", ["local_wikitext/no_such_metric", "other_task/word_perplexity"])
+def test_unknown_primary_metric_is_refused_before_the_model_loads(tiny_model_path, tmp_path, tasks, metric):
+    output = tmp_path / "out.json"
+    result = run_levels(tiny_model_path("llama"), neuron_file(tmp_path), tasks, output, "--primary_metric", metric)
+    assert_usage_error(result, "--primary_metric", output)
+    assert "Loading weights" not in result.stderr
+
+
 @pytest.mark.real_model
 def test_lm_eval_shows_the_collapse_on_the_default_model(default_model_path, tmp_path, tasks):
     stage2 = tmp_path / "critical.json"

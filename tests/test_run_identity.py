@@ -83,6 +83,20 @@ def test_changed_data_file_is_another_run(tiny, tmp_path):
     assert "data" in result.stderr and output.read_bytes() == before
 
 
+@pytest.mark.parametrize("broken", ["results not a list", "a level without masking_level"])
+def test_a_broken_results_list_is_refused_before_the_model_loads(tiny, tmp_path, broken):
+    """A file of this run whose levels were edited cannot be resumed: one line, before the model loads, file kept."""
+    output = tmp_path / "eval.json"
+    assert evaluate(tiny, output).returncode == 0
+    payload = json.loads(output.read_text())
+    payload["results"] = {"0": payload["results"][0]} if broken == "results not a list" else [{key: value for key, value in payload["results"][0].items() if key != "masking_level"}]
+    output.write_text(json.dumps(payload))
+    before = output.read_bytes()
+    result = evaluate(tiny, output, "--masking_levels", "0,1", "--neuron_file", neuron_file(tmp_path))
+    assert_usage_error(result, "--output_file")
+    assert "masking_level" in result.stderr and "Loading weights" not in result.stderr and output.read_bytes() == before
+
+
 def test_a_second_run_on_a_locked_output_stops(tiny, tmp_path):
     output = tmp_path / "eval.json"
     with OutputFile(str(output)):

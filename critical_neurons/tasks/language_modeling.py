@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from critical_neurons.data import OPTIONAL_TEXT, load_rows, require_fields
+from critical_neurons.errors import UsageError
 from critical_neurons.tasks.common import TaskDefaults
 
 WIKITEXT_HUB = "wikitext"
@@ -34,11 +35,11 @@ def wikitext_paragraphs(lines: list[str], min_chars: int = 50) -> list[str]:
 def wikitext_texts(source: str | None, subset: str = "wikitext-103-v1", split: str = "test", min_chars: int = 50) -> list[str]:
     """Rows with more than ``min_chars`` characters after stripping (the reference's filter), in file order."""
     if source and Path(source).suffix in TOKEN_FILE_SUFFIXES and Path(source).is_file():
-        return wikitext_paragraphs(Path(source).read_text(encoding="utf-8").splitlines(), min_chars)
+        return _some_texts(wikitext_paragraphs(Path(source).read_text(encoding="utf-8").splitlines(), min_chars), source, f"more than {min_chars}")
     rows = load_rows(source or WIKITEXT_HUB, config=subset, split=split)
     require_fields(rows, {"text": OPTIONAL_TEXT}, source or WIKITEXT_HUB)
     texts = (str(row["text"] or "").strip() for row in rows)
-    return [text for text in texts if len(text) > min_chars]
+    return _some_texts([text for text in texts if len(text) > min_chars], source or WIKITEXT_HUB, f"more than {min_chars}")
 
 
 def c4_texts(source: str | None, min_chars: int = 50) -> list[str]:
@@ -46,4 +47,11 @@ def c4_texts(source: str | None, min_chars: int = 50) -> list[str]:
     rows = load_rows(source, split="train") if source else load_rows(C4_HUB, data_files=C4_HUB_FILE)
     require_fields(rows, {"text": OPTIONAL_TEXT}, source or C4_HUB)
     texts = (str(row["text"] or "").strip() for row in rows)
-    return [text for text in texts if len(text) >= min_chars]
+    return _some_texts([text for text in texts if len(text) >= min_chars], source or C4_HUB, f"at least {min_chars}")
+
+
+def _some_texts(texts: list[str], source: str, length: str) -> list[str]:
+    """``texts``, refused when empty: before the model loads, not as an error inside the tokenizer."""
+    if not texts:
+        raise UsageError("--dataset_path", f"{source} has no text of {length} characters", "pass a dataset with longer texts")
+    return texts
