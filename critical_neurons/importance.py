@@ -84,6 +84,8 @@ def perturbation_importance(
     embeddings = model.get_input_embeddings()(input_ids)  # (1, seq, hidden)
 
     def noisy(noise: torch.Tensor) -> torch.Tensor:
+        if embeddings.device.type == "cuda":  # an asynchronous copy: the next batch is drawn while the GPU runs this one
+            noise = noise.pin_memory().to(embeddings.device, non_blocking=True)
         return (embeddings.float() + noise_scale * noise.to(embeddings.device)).to(embeddings.dtype)
 
     batches = noise_batches(tuple(embeddings.shape[1:]), batch_sizes(num_samples, batch_size), seed)
