@@ -64,7 +64,7 @@ def _on_cuda_only(model: PreTrainedModel) -> bool:
     return all(parameter.device.type == "cuda" for parameter in model.parameters())
 
 
-def _static_options(model: PreTrainedModel, cache_length: int, compile: bool) -> dict[str, Any]:
+def static_cache_options(model: PreTrainedModel, cache_length: int, compile: bool) -> dict[str, Any]:
     """``generate`` options for a static KV cache of ``cache_length`` tokens, decoded by a compiled forward or eagerly.
 
     On CUDA the compiled decode step also replays as a CUDA graph (``reduce-overhead``); elsewhere
@@ -104,7 +104,7 @@ def generate(
     device = model.get_input_embeddings().weight.device
     options: dict[str, Any] = {"max_new_tokens": max_new_tokens, "do_sample": False, "pad_token_id": tokenizer.pad_token_id}
     if compile and encoded:
-        options.update(_static_options(model, len(encoded[order[0]]) + max_new_tokens, compile=True))
+        options.update(static_cache_options(model, len(encoded[order[0]]) + max_new_tokens, compile=True))
     else:
         options["disable_compile"] = True  # a model whose generation config asks for a static cache compiles otherwise
     outputs: list[str] = [""] * len(encoded)
@@ -148,7 +148,7 @@ def _probe(model: PreTrainedModel, batch_size: int, prompt_length: int, cache_le
         min_new_tokens=2,
         do_sample=False,
         pad_token_id=pad_token_id,
-        **_static_options(model, cache_length, compile=False),
+        **static_cache_options(model, cache_length, compile=False),
     )
 
 

@@ -56,7 +56,7 @@ def test_one_compiled_model_follows_every_levels_folded_weights_and_their_restor
     """Compiled once, reused: each level's folded weights (edited in place) reach the compiled decode step,
     whose logits equal the eager folded model's; after the restore they are the unmasked ones again."""
     model, tokenizer = llama
-    compiled_options = generation._static_options(model, 32, compile=True)
+    compiled_options = generation.static_cache_options(model, 32, compile=True)
     levels = [
         [],
         [Channel("model.layers.0.mlp.down_proj", 3), Channel("model.layers.1.self_attn.o_proj", 5)],
