@@ -5,8 +5,9 @@ sum (three passes over the batch of site outputs, plus a temporary as large as t
 kernel in :mod:`critical_neurons.fused` reads each output value once: it walks blocks of a few
 thousand values that stay in the L1 cache and runs the batch loop inside each block. On 2 CPU cores
 it takes about 40% of the time of the three PyTorch kernels (see the README's Performance section).
-On CUDA the same formula is compiled by torch.compile into one kernel per site shape (Triton): each
-output value is read once, with no float32 temporary as large as the batch. Elsewhere (a CPU tensor
+On CUDA the same formula is compiled by torch.compile (dynamic shapes: one compilation for every site
+and batch size) into one Triton kernel: each output value is read once, with no float32 temporary as
+large as the batch. Elsewhere (a CPU tensor
 that is not float32) the PyTorch kernels run.
 """
 
