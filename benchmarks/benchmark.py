@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import os
 import platform
 import resource
 import time
@@ -363,6 +364,7 @@ def main() -> None:
             "torch_threads": torch.get_num_threads(),
             "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
             "torch": torch.__version__,
+            "load_average_at_start": os.getloadavg(),
         },
         "settings": settings,
     }
