@@ -11,7 +11,11 @@ Each part runs in a fresh process so its peak memory is its own:
 - stage2: forward passes used against prefixes evaluated, for a long search (6 orders of magnitude,
   channel scan), with 1 and --batch_size prefixes per pass;
 - masking: forward-pass time with the channels of 10,000 records masked against unmasked;
-- generation: greedy tokens per second, masked (10,000 records) against unmasked.
+- generation: greedy tokens per second, masked (10,000 records) against unmasked; and the evaluators'
+  generation path before this plan (eager, dynamic KV cache) against the planned one (--compile, auto
+  batch size on CUDA) at batch 8, 64 and auto, each as a share of the memory-bandwidth bound: a
+  decode step reads every weight once, so at most (copy bandwidth / weight bytes) steps per second,
+  with the device-to-device copy bandwidth measured in the same run.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import os
 import platform
 import resource
 import time
@@ -136,6 +141,7 @@ def part_stage1(args) -> dict:
         "floor_with_load_s": round(load_s + floor, 3),
         "stage1_over_floor": round((load_s + stage1_call) / (load_s + floor), 3),
         "stage1_over_floor_per_alternation": [round((load_s + one) / (load_s + other), 3) for one, other in zip(stage1_runs, floor_runs)],
+        "stage1_call_over_floor_passes": round(stage1_call / floor, 3),
         "beyond_floor": {
             "total_s": round(stage1_call - floor, 3),
             "ranking_s": round(ranking_s, 3),
@@ -245,6 +251,72 @@ def part_generation(args) -> dict:
         **{f"{mode}_tokens_per_s": round(tokens / value, 1) for mode, value in seconds.items()},
         "hook_slowdown": round(seconds["hook"] / seconds["unmasked"] - 1, 4),
         "fold_throughput_vs_unmasked": round(seconds["unmasked"] / seconds["fold"], 4),
+        "paths": generation_paths(model, tokenizer, args),
+    }
+
+
+def copy_bandwidth(device: torch.device) -> float:
+    """Bytes per second moved by a device-to-device copy (read + write), fastest of 5, on 1 GiB (256 MiB on CPU)."""
+    size = 2**30 if device.type == "cuda" else 2**28
+    source = torch.empty(size, dtype=torch.uint8, device=device)
+    target = torch.empty_like(source)
+    target.copy_(source)
+    seconds = timed(lambda: target.copy_(source), repeats=5)
+    return 2 * size / seconds
+
+
+def throughput_prompts(count: int) -> list[str]:
+    """About 130-token prompts of a few lengths: the Bookends text and a numbered question."""
+    from critical_neurons.cli import BOOKENDS_TEXT
+
+    return [f"{BOOKENDS_TEXT} Question {index}:{' What did the critics say?' * (index % 4)}" for index in range(count)]
+
+
+def generation_paths(model, tokenizer, args) -> dict:
+    """Tokens/s of the evaluators' generation before the plan (eager, dynamic KV cache: "eager") and with it
+    ("planned": --compile, static cache, padded batches) at batch 8, 64 and auto, each against the bound.
+
+    End-of-text is switched off so every prompt generates all its tokens. Auto (on CUDA) probes with
+    AUTO_BATCH_LIMIT prompts so it can reach the limit; off CUDA auto is the batch-8 row.
+    """
+    from critical_neurons.generation import AUTO_BATCH_LIMIT, generate, plan_generation
+
+    model.generation_config.eos_token_id = None
+    device = model.get_input_embeddings().weight.device
+    weight_bytes = sum(parameter.numel() * parameter.element_size() for parameter in model.parameters())
+    bandwidth = copy_bandwidth(device)
+    bound_steps = bandwidth / weight_bytes
+    new_tokens, repeats = args["throughput_new_tokens"], args["throughput_repeats"]
+    rows = {}
+    for label in ("8", "64", "auto"):
+        count = AUTO_BATCH_LIMIT if label == "auto" else max(args["throughput_prompts"], int(label))
+        prompts = throughput_prompts(count)
+        planned = plan_generation(model, tokenizer, prompts, max_new_tokens=new_tokens, batch_size=None if label == "auto" else int(label), compile=args["compile"])
+        if label == "auto" and device.type != "cuda":
+            rows[label] = {"batch_size": planned.batch_size, "note": "auto uses the fixed default off CUDA: see that row"}
+            continue
+        row = {"batch_size": planned.batch_size, "prompts": count, "new_tokens": new_tokens}
+        for path, compiled in (("eager", False), ("planned", planned.compile)):
+
+            def run(prompts=prompts, compiled=compiled, batch_size=planned.batch_size) -> None:
+                generate(model, tokenizer, prompts, max_new_tokens=new_tokens, batch_size=batch_size, compile=compiled, progress=False)
+
+            first_call = timed(run) if compiled else None  # compiles for this batch size (untimed)
+            seconds = timed(run, repeats)
+            tokens_per_s = count * new_tokens / seconds
+            row[path] = {
+                "compile": compiled,
+                "tokens_per_s": round(tokens_per_s, 1),
+                "share_of_bound": round(tokens_per_s / planned.batch_size / bound_steps, 4),
+                "first_call_s": round(first_call, 2) if first_call is not None else None,
+            }
+        rows[label] = row
+    return {
+        "device": str(device),
+        "weight_bytes": weight_bytes,
+        "copy_bandwidth_gb_per_s": round(bandwidth / 1e9, 1),
+        "bound_decode_steps_per_s": round(bound_steps, 2),
+        "batches": rows,
     }
 
 
@@ -275,6 +347,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--stage1_repeats", type=int, default=2, help="Stage 1 / floor alternations; the fastest of each counts")
     parser.add_argument("--new_tokens", type=int, default=32)
+    parser.add_argument("--throughput_prompts", type=int, default=64, help="prompts per fixed batch size in the generation paths table")
+    parser.add_argument("--throughput_new_tokens", type=int, default=64)
+    parser.add_argument("--throughput_repeats", type=int, default=1)
+    parser.add_argument("--compile", default="auto", choices=["auto", "on", "off"], help="the planned generation path's --compile")
     parser.add_argument("--parts", default=",".join(PARTS))
     parser.add_argument("--output", default=str(ROOT / "benchmarks" / "results.json"))
     args = parser.parse_args()
@@ -288,6 +364,7 @@ def main() -> None:
             "torch_threads": torch.get_num_threads(),
             "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
             "torch": torch.__version__,
+            "load_average_at_start": os.getloadavg(),
         },
         "settings": settings,
     }

@@ -11,14 +11,13 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import asdict, dataclass
 from typing import Any
 
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from critical_neurons.errors import UsageError
 from critical_neurons.folding import can_fold, check_fold, folded, plan_folds
-from critical_neurons.generation import generate
+from critical_neurons.generation import GenerationSettings, generate
 from critical_neurons.io import OutputFile, run_metadata
 from critical_neurons.masking import NeuronMasker
 from critical_neurons.records import Channel, NeuronRecord, distinct_channels
@@ -184,19 +183,6 @@ def _format(value: Any) -> str:
     return str(value)
 
 
-@dataclass(frozen=True)
-class GenerationSettings:
-    """How prompts become responses: every setting here changes the responses, so all enter the run key."""
-
-    max_new_tokens: int
-    batch_size: int = 8
-    max_length: int = 2048
-    chat_template: bool = False
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
 def evaluate_generative(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -214,6 +200,7 @@ def evaluate_generative(
         batch_size=settings.batch_size,
         max_input_length=settings.max_length,
         chat_template=settings.chat_template,
+        compile=settings.compile,
     )
     return score_responses(task, samples, prompts, responses)
 

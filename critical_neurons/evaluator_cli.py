@@ -14,12 +14,13 @@ from typing import Any
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from critical_neurons.cli import add_model_arguments, add_neuron_file_arguments, integer
-from critical_neurons.evaluation import MASK_MODES, GenerationSettings, LevelRunner, level_channels, masked_evaluation, parse_masking_levels, resolve_mask_mode
+from critical_neurons.evaluation import MASK_MODES, GenerationSettings, LevelRunner, evaluate_generative, level_channels, masked_evaluation, parse_masking_levels, resolve_mask_mode
+from critical_neurons.generation import COMPILE_CHOICES, plan_generation
 from critical_neurons.identity import data_digest, model_identity, run_key
 from critical_neurons.io import NeuronFile, OutputFile, read_neuron_file
 from critical_neurons.masking import validate_channels
 from critical_neurons.models import load_model, model_info
-from critical_neurons.tasks.common import TaskDefaults
+from critical_neurons.tasks.common import GenerativeTask, TaskDefaults
 
 EVALUATION_KIND = "evaluation"
 
@@ -34,7 +35,11 @@ def add_evaluator_arguments(parser: argparse.ArgumentParser, defaults: TaskDefau
     parser.add_argument("--masking_levels", default=None, help='comma-separated record counts to mask, e.g. "0,4" (default "0")')
     parser.add_argument("--num_neurons_to_mask", type=integer(0), default=0, help="single level, used when --masking_levels is absent (reference flag)")
     parser.add_argument("--output_file", default=defaults.output_file)
-    parser.add_argument("--batch_size", type=integer(1), default=8, help="sequences per forward pass / generate call")
+    if defaults.generative:
+        parser.add_argument("--batch_size", type=batch_size_value, default=None, help="sequences per generate call, or auto: the most that fit in GPU memory (default: auto on CUDA, 8 elsewhere)")
+        parser.add_argument("--compile", choices=COMPILE_CHOICES, default="auto", help="static KV cache + torch.compile; auto: on when the model is on GPUs and no level masks by hooks")
+    else:
+        parser.add_argument("--batch_size", type=integer(1), default=8, help="sequences per forward pass")
     parser.add_argument("--max_length", type=integer(2), default=defaults.max_length, help=f"input tokens kept per sample (reference: {defaults.max_length})")
     if dataset:
         parser.add_argument("--max_samples", "--sample_size", dest="max_samples", type=integer(1), default=None, help="evaluate this many samples (seeded subset; default: all)")
@@ -43,6 +48,11 @@ def add_evaluator_arguments(parser: argparse.ArgumentParser, defaults: TaskDefau
     if defaults.generative:
         parser.add_argument("--max_new_tokens", type=integer(1), default=defaults.max_new_tokens, help=f"greedy tokens generated (reference: {defaults.max_new_tokens})")
         parser.add_argument("--chat_template", action="store_true", help="wrap prompts in the tokenizer's chat template (the reference uses raw text)")
+
+
+def batch_size_value(text: str) -> int | str:
+    """argparse type: ``auto`` or a positive integer."""
+    return "auto" if text == "auto" else integer(1)(text)
 
 
 class EvaluatorRun:
@@ -61,6 +71,7 @@ class EvaluatorRun:
         self.tokenizer: PreTrainedTokenizerBase | None = None
         self.identity: dict[str, Any] = {}
         self.mask_mode = "hook"
+        self.generation: GenerationSettings | None = None
         self.header: dict[str, Any] = {}
 
     def __enter__(self) -> EvaluatorRun:
@@ -69,10 +80,6 @@ class EvaluatorRun:
 
     def __exit__(self, *exc_info: object) -> None:
         self.output.__exit__(*exc_info)
-
-    @property
-    def generation(self) -> GenerationSettings:
-        return GenerationSettings(self.args.max_new_tokens, self.args.batch_size, self.args.max_length, self.args.chat_template)
 
     def set_primary_metric(self, name: str) -> None:
         """Name the headline metric once it is known, unless the task or the user already did."""
@@ -116,7 +123,7 @@ class EvaluatorRun:
             neuron_list_length=len(self.records) if self.records else None,
         )
         settings = {"batch_size": self.args.batch_size, "max_length": self.args.max_length, **(settings or {})}
-        if self.defaults.generative:
+        if self.generation is not None:
             settings.update(self.generation.to_dict())
         selection = {"max_samples": getattr(self.args, "max_samples", None), **(selection or {})}
         self.header = header = {
@@ -132,3 +139,26 @@ class EvaluatorRun:
         key = run_key(self.identity, dtype=info["dtype"], records=self.records, data=data_digest(samples), seed=self.args.seed, selection=selection, settings=settings)
         runner = LevelRunner(self.output, header=header, run_key=key, levels=self.levels, summary_columns=self.defaults.summary_columns, arguments=vars(self.args))
         return runner.run(masked_evaluation(self.model, self.records, evaluate, mask_mode=self.mask_mode, tokenizer=self.tokenizer))
+
+    def _requested_batch_size(self) -> int | str | None:
+        """``--batch_size``; with auto (or none given), a resumed run keeps the size its output records."""
+        requested = self.args.batch_size
+        if requested in (None, "auto") and self.output.exists():
+            previous = self.output.read_json()
+            recorded = previous.get("settings", {}).get("batch_size") if isinstance(previous, dict) and isinstance(previous.get("settings"), dict) else None
+            if isinstance(recorded, int) and recorded > 0:
+                return recorded
+        return requested
+
+    def run_generative(self, task: GenerativeTask, *, samples: Sequence[dict[str, Any]], **run_options: Any) -> dict[str, Any]:
+        """Fix this run's generation (batch size, compilation) once for the task's prompts, then :meth:`run`
+        every level with it; ``run_options`` as :meth:`run`'s."""
+        if self.model is None or self.tokenizer is None:
+            raise RuntimeError("load_model() must run before run_generative()")
+        model, tokenizer, args = self.model, self.tokenizer, self.args
+        hooks = self.mask_mode == "hook" and bool(level_channels(self.records, max(self.levels)))
+        self.generation = generation = plan_generation(
+            model, tokenizer, [task.build_prompt(sample) for sample in samples], max_new_tokens=args.max_new_tokens, max_length=args.max_length,
+            chat_template=args.chat_template, batch_size=self._requested_batch_size(), compile=args.compile, hooks=hooks,
+        )
+        return self.run(lambda: evaluate_generative(model, tokenizer, samples, task, generation), samples=samples, **run_options)

@@ -84,7 +84,9 @@ def perturbation_importance(
     embeddings = model.get_input_embeddings()(input_ids)  # (1, seq, hidden)
 
     def noisy(noise: torch.Tensor) -> torch.Tensor:
-        return (embeddings.float() + noise_scale * noise.to(embeddings.device)).to(embeddings.dtype)
+        if embeddings.device.type == "cuda":  # an asynchronous copy: the next batch is drawn while the GPU runs this one
+            noise = noise.pin_memory()
+        return (embeddings.float() + noise_scale * noise.to(embeddings.device, non_blocking=True)).to(embeddings.dtype)
 
     batches = noise_batches(tuple(embeddings.shape[1:]), batch_sizes(num_samples, batch_size), seed)
     with SiteRecorder(model, names, accumulate) as recorder:

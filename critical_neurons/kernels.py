@@ -5,8 +5,10 @@ sum (three passes over the batch of site outputs, plus a temporary as large as t
 kernel in :mod:`critical_neurons.fused` reads each output value once: it walks blocks of a few
 thousand values that stay in the L1 cache and runs the batch loop inside each block. On 2 CPU cores
 it takes about 40% of the time of the three PyTorch kernels (see the README's Performance section).
-Elsewhere (a GPU, or a CPU tensor that is not float32) the PyTorch kernels run; they are fast enough
-there.
+On CUDA the same formula is compiled by torch.compile (dynamic shapes: one compilation for every site
+and batch size) into one Triton kernel: each output value is read once, with no float32 temporary as
+large as the batch. Elsewhere (a CPU tensor
+that is not float32) the PyTorch kernels run.
 """
 
 from __future__ import annotations
@@ -42,17 +44,35 @@ def can_fuse(outputs: torch.Tensor) -> bool:
     return outputs.device.type == "cpu" and outputs.dtype == torch.float32
 
 
+def add_abs_differences(sums: torch.Tensor, outputs: torch.Tensor, clean: torch.Tensor) -> None:
+    """``sums += sum over the batch of |outputs - clean|`` in float32, as a formula for torch.compile to fuse."""
+    sums.add_((outputs.float() - clean).abs().sum(0))
+
+
+_compiled = None
+
+
+def compiled_add_abs_differences():
+    """:func:`add_abs_differences` compiled once per process, for every site shape and batch size
+    (dynamic shapes): one kernel reading each output value once."""
+    global _compiled
+    if _compiled is None:
+        _compiled = torch.compile(add_abs_differences, dynamic=True, fullgraph=True)
+    return _compiled
+
+
 class AbsDifferenceSums:
     """Running float32 sums of ``|outputs - clean|`` per site, each on its site's device.
 
     ``set_clean`` keeps a site's (seq, channels) clean output; ``add`` adds a (batch, seq, channels)
-    batch of its outputs. On CPU in float32 that is one fused kernel; otherwise a subtraction into one
-    reused float32 buffer per device (a fresh temporary per site and pass would cost a page-faulting
-    allocation each time), an absolute value and one batch sum. Both add float32 differences.
+    batch of its outputs. On CPU in float32 that is one numba kernel, on CUDA one compiled kernel;
+    otherwise a subtraction into one reused float32 buffer per device (a fresh temporary per site and
+    pass would cost a page-faulting allocation each time), an absolute value and one batch sum. All
+    add float32 differences.
     """
 
     def __init__(self, fused: bool = True):
-        self.fused = fused  # False: always the PyTorch kernels
+        self.fused = fused  # False: always the PyTorch kernels (the eager formula)
         self.kernel = None  # looked up on the first CPU float32 batch: a GPU run never imports numba
         self.clean: dict[str, torch.Tensor] = {}
         self.sums: dict[str, torch.Tensor] = {}
@@ -76,6 +96,9 @@ class AbsDifferenceSums:
                 clean, sums = self._arrays[name]
                 self.kernel(outputs.detach().reshape(outputs.shape[0], -1).contiguous().numpy(), clean, sums)
                 return
+        if self.fused and outputs.device.type == "cuda":
+            compiled_add_abs_differences()(self.sums[name], outputs, self.clean[name])
+            return
         buffer = self._buffers.get(outputs.device)
         if buffer is None or buffer.numel() < outputs.numel():
             buffer = self._buffers[outputs.device] = torch.empty(outputs.numel(), dtype=torch.float32, device=outputs.device)

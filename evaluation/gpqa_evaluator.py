@@ -11,7 +11,6 @@ Variant: --sample_size 50. Data: Idavidrein/gpqa (gpqa_diamond, gated: log in wi
 
 from critical_neurons.cli import ArgumentParser, parse_arguments, run
 from critical_neurons.data import subsample
-from critical_neurons.evaluation import evaluate_generative
 from critical_neurons.evaluator_cli import EvaluatorRun, add_evaluator_arguments
 from critical_neurons.tasks import gpqa
 
@@ -24,7 +23,7 @@ def main() -> None:
     args = parse_arguments(parser)
     with EvaluatorRun(args, gpqa.DEFAULTS) as evaluator:
         samples = subsample(gpqa.load_samples(args.dataset_path, args.split, args.subset_name), args.max_samples, args.seed)
-        model, tokenizer = evaluator.load_model()
+        evaluator.load_model()
         dataset_info = {
             "source": args.dataset_path or f"{gpqa.HUB}/{args.subset_name}",
             "split": args.split,
@@ -32,8 +31,8 @@ def main() -> None:
             "subjects": sorted({sample["subject"] for sample in samples}),
         }
         task = gpqa.task()
-        evaluator.run(
-            lambda: evaluate_generative(model, tokenizer, samples, task, evaluator.generation),
+        evaluator.run_generative(
+            task,
             samples=samples, dataset_info=dataset_info, selection={"split": args.split, "subset_name": args.subset_name},
         )
 

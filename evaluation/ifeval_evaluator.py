@@ -14,7 +14,6 @@ from importlib.metadata import version
 
 from critical_neurons.cli import ArgumentParser, parse_arguments, run
 from critical_neurons.data import subsample
-from critical_neurons.evaluation import evaluate_generative
 from critical_neurons.evaluator_cli import EvaluatorRun, add_evaluator_arguments
 from critical_neurons.tasks import ifeval
 
@@ -26,7 +25,7 @@ def main() -> None:
     args = parse_arguments(parser)
     with EvaluatorRun(args, ifeval.DEFAULTS) as evaluator:
         samples = subsample(ifeval.load_samples(args.dataset_path, args.split), args.max_samples, args.seed)
-        model, tokenizer = evaluator.load_model()
+        evaluator.load_model()
         dataset_info = {
             "source": args.dataset_path or ifeval.HUB,
             "split": args.split,
@@ -35,8 +34,8 @@ def main() -> None:
             "sentence_splitter": ifeval.sentence_splitter(),
         }
         task = ifeval.task()
-        evaluator.run(
-            lambda: evaluate_generative(model, tokenizer, samples, task, evaluator.generation),
+        evaluator.run_generative(
+            task,
             samples=samples, dataset_info=dataset_info, selection={"split": args.split},
             settings={"sentence_splitter": dataset_info["sentence_splitter"]},
         )

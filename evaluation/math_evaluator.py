@@ -13,7 +13,6 @@ from importlib.metadata import version
 
 from critical_neurons.cli import ArgumentParser, integer, parse_arguments, run
 from critical_neurons.data import subsample
-from critical_neurons.evaluation import evaluate_generative
 from critical_neurons.evaluator_cli import EvaluatorRun, add_evaluator_arguments
 from critical_neurons.tasks import math as math500
 
@@ -26,7 +25,7 @@ def main() -> None:
     args = parse_arguments(parser)
     with EvaluatorRun(args, math500.DEFAULTS) as evaluator:
         samples = subsample(math500.load_samples(args.dataset_path, args.split), args.max_samples, args.seed)
-        model, tokenizer = evaluator.load_model()
+        evaluator.load_model()
         dataset_info = {
             "source": args.dataset_path or math500.HUB,
             "split": args.split,
@@ -35,8 +34,8 @@ def main() -> None:
         }
         with math500.BoundedVerifier(args.verify_timeout) as verifier:
             task = math500.task(verifier)
-            evaluator.run(
-                lambda: evaluate_generative(model, tokenizer, samples, task, evaluator.generation),
+            evaluator.run_generative(
+                task,
                 samples=samples, dataset_info=dataset_info, selection={"split": args.split}, settings={"verify_timeout": args.verify_timeout},
             )
 

@@ -12,7 +12,6 @@ data/mgsm_{lang}.jsonl ({lang} is replaced by each language).
 
 from critical_neurons.cli import ArgumentParser, parse_arguments, run
 from critical_neurons.data import subsample
-from critical_neurons.evaluation import evaluate_generative
 from critical_neurons.evaluator_cli import EvaluatorRun, add_evaluator_arguments
 from critical_neurons.tasks import mgsm
 
@@ -26,11 +25,11 @@ def main() -> None:
     languages = list(dict.fromkeys(part.strip() for part in args.languages.split(",") if part.strip()))
     with EvaluatorRun(args, mgsm.DEFAULTS) as evaluator:
         samples = subsample(mgsm.load_samples(args.dataset_path, languages, args.split), args.max_samples, args.seed)
-        model, tokenizer = evaluator.load_model()
+        evaluator.load_model()
         dataset_info = {"source": args.dataset_path or mgsm.HUB, "split": args.split, "languages": languages, "num_samples": len(samples)}
         task = mgsm.task()
-        evaluator.run(
-            lambda: evaluate_generative(model, tokenizer, samples, task, evaluator.generation),
+        evaluator.run_generative(
+            task,
             samples=samples, dataset_info=dataset_info, selection={"split": args.split, "languages": languages},
         )
 

@@ -11,7 +11,6 @@ offline, --dataset_path a local copy (json/jsonl/parquet/csv with question, opti
 
 from critical_neurons.cli import ArgumentParser, parse_arguments, run
 from critical_neurons.data import subsample
-from critical_neurons.evaluation import evaluate_generative
 from critical_neurons.evaluator_cli import EvaluatorRun, add_evaluator_arguments
 from critical_neurons.tasks import mmlu_pro
 
@@ -25,7 +24,7 @@ def main() -> None:
     categories = [part for part in args.categories.split(",") if part.strip()] if args.categories else None
     with EvaluatorRun(args, mmlu_pro.DEFAULTS) as evaluator:
         samples = subsample(mmlu_pro.load_samples(args.dataset_path, args.split, categories), args.max_samples, args.seed)
-        model, tokenizer = evaluator.load_model()
+        evaluator.load_model()
         dataset_info = {
             "source": args.dataset_path or mmlu_pro.HUB,
             "split": args.split,
@@ -33,8 +32,8 @@ def main() -> None:
             "categories": sorted({sample["category"] for sample in samples}),
         }
         task = mmlu_pro.task()
-        evaluator.run(
-            lambda: evaluate_generative(model, tokenizer, samples, task, evaluator.generation),
+        evaluator.run_generative(
+            task,
             samples=samples, dataset_info=dataset_info, selection={"split": args.split, "categories": categories},
         )
 

@@ -12,7 +12,6 @@ No LLM grader offline: normalised exact match, gold-contained and token F1 only.
 
 from critical_neurons.cli import ArgumentParser, parse_arguments, run
 from critical_neurons.data import subsample
-from critical_neurons.evaluation import evaluate_generative
 from critical_neurons.evaluator_cli import EvaluatorRun, add_evaluator_arguments
 from critical_neurons.tasks import simpleqa
 
@@ -25,7 +24,7 @@ def main() -> None:
     args = parse_arguments(parser)
     with EvaluatorRun(args, simpleqa.DEFAULTS) as evaluator:
         samples = subsample(simpleqa.load_samples(args.dataset_path, args.split), args.max_samples, args.seed)
-        model, tokenizer = evaluator.load_model()
+        evaluator.load_model()
         dataset_info = {
             "source": args.dataset_path or simpleqa.HUB,
             "split": args.split,
@@ -34,8 +33,8 @@ def main() -> None:
             "grading": simpleqa.GRADER_NOTE,
         }
         task = simpleqa.task(args.template_idx)
-        evaluator.run(
-            lambda: evaluate_generative(model, tokenizer, samples, task, evaluator.generation),
+        evaluator.run_generative(
+            task,
             samples=samples, dataset_info=dataset_info, selection={"split": args.split}, settings={"template_idx": args.template_idx},
         )
 

@@ -63,3 +63,18 @@ def test_a_bfloat16_output_takes_the_pytorch_path():
     sums.set_clean("site", clean)
     sums.add("site", batch)
     torch.testing.assert_close(sums.sums["site"].double(), per_sample_sums([batch.float()], clean), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_the_compiled_kernel_for_gpus_equals_a_per_sample_reference(dtype):
+    """The CUDA path's op, compiled here by inductor's CPU backend: one graph for every site shape and batch size."""
+    add = kernels.compiled_add_abs_differences()
+    generator = torch.Generator().manual_seed(1)
+    for shape, sizes in (((3, 5), (7, 8, 8, 2)), ((11, 300), (4, 1, 3))):
+        clean = torch.randn(shape, generator=generator)
+        batches = [(torch.randn((size, *shape), generator=generator) * 3).to(dtype) for size in sizes]
+        sums = torch.zeros(shape)
+        for batch in batches:
+            add(sums, batch, clean)
+        # float32 sums of up to 25 terms: within 25 roundings of the float64 sum of the same (possibly bfloat16) inputs
+        torch.testing.assert_close(sums.double(), per_sample_sums(batches, clean), rtol=5e-6, atol=1e-5)
