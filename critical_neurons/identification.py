@@ -88,6 +88,14 @@ class PrefixScorer:
         return [value / LN10 for value in mean_loss.tolist()]  # +inf stays +inf, NaN stays NaN
 
 
+def unit_lengths(unit_ends: Sequence[int], step_size: int) -> list[int]:
+    """Record counts to evaluate when a unit ends at each of ``unit_ends``: every ``step_size`` units, and the last one."""
+    lengths = list(unit_ends[step_size - 1 :: step_size])
+    if unit_ends and (not lengths or lengths[-1] != unit_ends[-1]):
+        lengths.append(unit_ends[-1])
+    return lengths
+
+
 def prefix_lengths(records: Sequence[NeuronRecord], step_size: int, by_channel: bool) -> list[int]:
     """Record counts to evaluate: every ``step_size`` records, or (channel scan) every ``step_size`` new channels.
 
@@ -95,17 +103,14 @@ def prefix_lengths(records: Sequence[NeuronRecord], step_size: int, by_channel: 
     ignores positions, so those prefixes give the same perplexity as the shorter one.
     """
     if not by_channel:
-        return [min(end, len(records)) for end in range(step_size, len(records) + step_size, step_size)]
+        return unit_lengths(range(1, len(records) + 1), step_size)
     seen: set[Channel] = set()
     introduces = []
     for index, record in enumerate(records):
         if record.channel not in seen:
             seen.add(record.channel)
             introduces.append(index + 1)
-    lengths = introduces[step_size - 1 :: step_size]
-    if not lengths or lengths[-1] != introduces[-1]:
-        lengths.append(introduces[-1])
-    return lengths
+    return unit_lengths(introduces, step_size)
 
 
 def critical_prefix(
@@ -118,11 +123,16 @@ def critical_prefix(
     max_steps: int = 1000,
     batch_size: int = 8,
     by_channel: bool = False,
+    unit_ends: Sequence[int] | None = None,
     prune: bool = False,
     nan_policy: str = "stop",
     progress: bool = True,
 ) -> CriticalSet:
     """Grow the masked prefix until log10(ppl / baseline) >= ``max_magnitude``.
+
+    A step adds ``step_size`` records, new channels (``by_channel``) or units: with ``unit_ends``
+    (the record count at which each unit of the list ends, e.g. a residual dimension's writers),
+    steps end only there.
 
     The step records equal the reference's sequential search: prefixes run in batches (one row per
     prefix, each with its own mask) whose size grows 1, 2, 4, ... up to ``batch_size``, so a search
@@ -144,7 +154,7 @@ def critical_prefix(
     (baseline,) = scorer.log10_perplexities([[]])
     if not math.isfinite(baseline):
         raise UsageError("--test_text", "the unmasked model gives a non-finite perplexity on this text", "check --dtype (try float32 or bfloat16)")
-    every_length = prefix_lengths(records, step_size, by_channel)  # its last prefix masks every channel of the list
+    every_length = unit_lengths(unit_ends, step_size) if unit_ends is not None else prefix_lengths(records, step_size, by_channel)  # the last prefix masks the whole list
     lengths = every_length[:max_steps]
     steps: list[MaskingStep] = []
     reason = None
