@@ -494,12 +494,19 @@ def critical_set_rows(stage2_results: Iterable[ResultFile], labels: dict[ModelKe
         payload = result.payload
         last = payload["masking_steps"][-1] if payload["masking_steps"] else {}
         channels = critical_channels(payload)
+        pruned = payload.get("pruned_channels")
+        view = payload.get("dimension_view") if isinstance(payload.get("dimension_view"), dict) else {}
         rows.append(
             {
                 "model": labels[model_key(result.model)],
                 "result_file": result.path.name,
+                "unit": payload.get("unit", "channel"),
+                "steps": len(payload["masking_steps"]),
+                "dimensions": ", ".join(str(entry.get("dimension")) for entry in view.get("masked_dimensions", [])[:5]) or None,
                 "critical_records": len(payload["final_masked_neurons"]),
                 "critical_channels": len(channels),
+                "pruned_channels": len(pruned) if isinstance(pruned, list) else None,
+                "pruned_magnitude_increase": payload.get("pruned_magnitude_increase"),
                 "channels": "; ".join(f"{name}:{index}" for name, index in channels[:5]) + (" ..." if len(channels) > 5 else ""),
                 "baseline_perplexity": payload.get("baseline_perplexity"),
                 "masked_log10_perplexity": last.get("log10_perplexity"),
@@ -512,8 +519,13 @@ def critical_set_rows(stage2_results: Iterable[ResultFile], labels: dict[ModelKe
 
 CRITICAL_COLUMNS = [
     ("model", "model"),
+    ("unit", "unit"),
+    ("steps", "steps"),
+    ("dimensions", "dimensions"),
     ("critical_records", "critical records"),
     ("critical_channels", "distinct channels"),
+    ("pruned_channels", "channels after pruning"),
+    ("pruned_magnitude_increase", "orders after pruning"),
     ("channels", "channels (module:index)"),
     ("baseline_perplexity", "ppl before"),
     ("masked_log10_perplexity", "log10 ppl after"),

@@ -25,7 +25,7 @@ from transformers.pytorch_utils import Conv1D
 from critical_neurons.errors import UsageError
 from critical_neurons.identification import CriticalSet, critical_prefix
 from critical_neurons.models import input_device
-from critical_neurons.records import NeuronRecord
+from critical_neurons.records import Channel, NeuronRecord
 
 logger = logging.getLogger(__name__)
 
@@ -270,3 +270,73 @@ def dimension_view(found: CriticalSet, dimensions: Sequence[Dimension], writers:
             kept.setdefault(channel.hidden_idx, []).append(channel.layer_name)
         view["pruned_dimensions"] = [{"dimension": index, "writers": names, "layers": [writers[name] for name in names]} for index, names in kept.items()]
     return view
+
+
+def writers_if_known(model: PreTrainedModel, input_ids: torch.Tensor) -> dict[str, int]:
+    """:func:`residual_writers`, or none (with a warning) for a model whose residual stream is not a plain sum of its blocks."""
+    try:
+        return residual_writers(model, input_ids)
+    except UsageError as error:
+        logger.warning("Residual-stream writers not found, so no dimension view: %s", error)
+        return {}
+
+
+class WriterOutputs:
+    """Forward hooks that keep every residual writer's output in the followed dimensions and its median |output| (first batch row)."""
+
+    def __init__(self, writers: dict[str, int], dims: Sequence[int]):
+        self.writers = writers
+        self.dims = list(dims)
+        self.values: dict[str, torch.Tensor] = {}  # name -> (seq, len(dims)) float32
+        self.medians: dict[str, float] = {}
+
+    def register(self, modules: dict[str, nn.Module]) -> list[torch.utils.hooks.RemovableHandle]:
+        if not self.dims:
+            return []
+        index = torch.tensor(self.dims)
+
+        def hook(name: str):
+            def keep(module, args, output):
+                self.values[name] = output[0][:, index.to(output.device)].float().cpu()
+                self.medians[name] = float(output[0].abs().float().median())
+
+            return keep
+
+        return [modules[name].register_forward_hook(hook(name)) for name in self.writers]
+
+
+def _massive_positions(ratios: torch.Tensor, tokens: Sequence[str], massive_ratio: float) -> list[dict[str, Any]]:
+    """Positions where the dimension is massive in some hidden state: which hidden states, and the largest ratio there."""
+    massive = ratios >= massive_ratio  # (hidden states, seq)
+    return [
+        {"position": position, "token": tokens[position], "hidden_states": massive[:, position].nonzero().flatten().tolist(), "max_ratio_to_layer_median": float(ratios[:, position].max())}
+        for position in massive.any(dim=0).nonzero().flatten().tolist()
+    ]
+
+
+def residual_dimensions(
+    residual: torch.Tensor, medians: torch.Tensor, followed: Sequence[int], outputs: WriterOutputs, critical: Sequence[Channel], tokens: Sequence[str], massive_ratio: float
+) -> list[dict[str, Any]]:
+    """Per residual dimension the critical set touches: its critical channels, where it is massive, and how much each writer writes.
+
+    ``residual`` is (hidden states, seq, len(followed)) of the unmasked pass and ``medians`` the
+    median |hidden state| of each; a writer's ratio is its peak |output| in the dimension over its
+    module's median |output|.
+    """
+    blocks = []
+    for column, dimension in enumerate(outputs.dims):
+        ratios = residual[:, :, list(followed).index(dimension)].abs() / medians[:, None]
+        writers = []
+        for name, layer in outputs.writers.items():
+            values = outputs.values[name][:, column]
+            position = int(values.abs().argmax())
+            ratio = abs(float(values[position])) / outputs.medians[name] if outputs.medians[name] > 0 else math.inf
+            writers.append({"layer_name": name, "layer": layer, "peak_value": float(values[position]), "peak_position": position, "ratio_to_module_median": ratio, "massive": ratio >= massive_ratio})
+        blocks.append({
+            "dimension": dimension,
+            "critical_writers": [name for name, index in critical if index == dimension and name in outputs.writers],
+            "massive_positions": _massive_positions(ratios, tokens, massive_ratio),
+            "massive_writers": [writer["layer_name"] for writer in writers if writer["massive"]],
+            "writers": writers,
+        })
+    return blocks
