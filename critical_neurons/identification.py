@@ -181,23 +181,34 @@ def critical_prefix(
     bar.close()
     result = CriticalSet(baseline, steps, reason, list(records[: steps[-1].neurons_masked]), scorer.forward_passes)
     if prune and reason in (MAGNITUDE_EXCEEDED, NON_FINITE):
-        result.pruned_channels, result.pruned_log10_perplexity = prune_channels(scorer, result.channels, baseline, max_magnitude)
+        result.pruned_channels, result.pruned_log10_perplexity = prune_channels(scorer, result.channels, baseline, max_magnitude, batch_size)
     return result
 
 
-def prune_channels(scorer: PrefixScorer, channels: list[Channel], baseline: float, max_magnitude: float) -> tuple[list[Channel], float]:
-    """Drop channels, last-ranked first, while masking the rest still reaches the threshold."""
+def prune_channels(
+    scorer: PrefixScorer, channels: list[Channel], baseline: float, max_magnitude: float, batch_size: int = 1
+) -> tuple[list[Channel], float]:
+    """Drop channels, last-ranked first, while masking the rest still reaches the threshold.
+
+    Batched by speculation: row j of a pass drops the next j + 1 candidates together, so every row
+    before the first that no longer collapses is the one-at-a-time decision, and the candidate of
+    that row is kept. The result equals trying one channel at a time; a set where most channels
+    can go (a dimension's writers) costs about len / batch_size passes instead of len.
+    """
 
     def collapses(value: float) -> bool:
         return not math.isfinite(value) or value - baseline >= max_magnitude
 
     kept = list(channels)
     (current,) = scorer.log10_perplexities([kept])
-    for channel in reversed(channels):
-        if len(kept) == 1:
-            break
-        trial = [c for c in kept if c != channel]
-        (value,) = scorer.log10_perplexities([trial])
-        if collapses(value):
-            kept, current = trial, value
+    candidates = channels[::-1]
+    position = 0
+    while position < len(candidates) and len(kept) > 1:
+        batch = candidates[position : position + min(batch_size, len(kept) - 1)]
+        trials = [[channel for channel in kept if channel not in batch[: row + 1]] for row in range(len(batch))]
+        values = scorer.log10_perplexities(trials)
+        dropped = next((row for row, value in enumerate(values) if not collapses(value)), len(batch))
+        if dropped:
+            kept, current = trials[dropped - 1], values[dropped - 1]
+        position += min(dropped + 1, len(batch))
     return kept, current

@@ -699,6 +699,10 @@ PROFILE_COLUMNS = [
     ("channel", "channel"), ("peak", "peak value"), ("position", "position"), ("token", "token"), ("ratio", "peak / module median |output|"),
     ("residual", "massive in hidden states (ratio to layer median)"), ("inputs", "top inputs: share of the output (w, x)"), ("row", "row max / median |w|"),
 ]
+DIMENSION_COLUMNS = [
+    ("dimension", "residual dimension"), ("critical", "critical writers"),
+    ("massive", "massive at position 'token': hidden states (max ratio to layer median)"), ("writers", "written massively by (peak / module median |output|)"),
+]
 EFFECT_COLUMNS = [
     ("masked", "masked"), ("channels", "channels"), ("change", "log10 perplexity change"), ("kl", "mean KL (nats)"), ("top1", "top-1 agreement"),
     ("attention", "first-token attention, mean over the layers after the set's first (unmasked -> masked)"),
@@ -748,6 +752,32 @@ def profile_table(result: dict[str, Any]) -> str:
     return markdown_table(rows, PROFILE_COLUMNS)
 
 
+def _index_ranges(indices: Sequence[int]) -> str:
+    """[2, 3, 4, 9] -> '2-4, 9'."""
+    runs: list[list[int]] = []
+    for index in indices:
+        if runs and index == runs[-1][1] + 1:
+            runs[-1][1] = index
+        else:
+            runs.append([index, index])
+    return ", ".join(str(start) if start == end else f"{start}-{end}" for start, end in runs)
+
+
+def dimension_table(result: dict[str, Any], shown: int = 8) -> str:
+    """One row per residual dimension the set touches: its critical writers, where it is massive, and which layers write it massively."""
+    rows = []
+    for block in result["residual_dimensions"]:
+        massive = [f"{entry['position']} {entry['token']!r}: {_index_ranges(entry['hidden_states'])} ({_number(entry['max_ratio_to_layer_median'])}x)" for entry in block["massive_positions"]]
+        writers = [f"{layer_and_type(entry['layer_name'])[1]} {entry['layer']} ({_number(entry['ratio_to_module_median'])}x)" for entry in block["writers"] if entry["massive"]]
+        rows.append({
+            "dimension": block["dimension"],
+            "critical": ", ".join(block["critical_writers"][:shown]) + (f" and {len(block['critical_writers']) - shown} more" if len(block["critical_writers"]) > shown else ""),
+            "massive": "; ".join(massive[:shown]) + (f"; {len(massive) - shown} more positions" if len(massive) > shown else "") or "nowhere",
+            "writers": "; ".join(writers[:shown]) + (f"; {len(writers) - shown} more" if len(writers) > shown else "") or "none",
+        })
+    return markdown_table(rows, DIMENSION_COLUMNS)
+
+
 def _effect_row(label: str, effect: dict[str, Any]) -> dict[str, Any]:
     downstream = effect.get("first_token_attention_downstream")
     return {
@@ -786,8 +816,9 @@ def effect_table(result: dict[str, Any]) -> str:
 
 
 def markdown_tables(result: dict[str, Any]) -> str:
-    """Both tables, for the console and the report."""
-    return f"{profile_table(result)}\n\n{effect_table(result)}"
+    """The profile, residual-dimension (when the set touches one) and effect tables, for the console and the report."""
+    dimensions = [dimension_table(result)] if result.get("residual_dimensions") else []
+    return "\n\n".join([profile_table(result), *dimensions, effect_table(result)])
 
 
 # ---- rendering -------------------------------------------------------------------------------

@@ -11,13 +11,14 @@ import torch
 from conftest import assert_usage_error, build_tokenizer, run_script
 from transformers import AutoModelForCausalLM, LlamaConfig
 
+from critical_neurons.characterization import characterize
 from critical_neurons.errors import UsageError
 from critical_neurons.identification import MAGNITUDE_EXCEEDED, critical_prefix
 from critical_neurons.masking import NeuronMasker
 from critical_neurons.models import load_model
 from critical_neurons.perplexity import LN10, sequence_nll
 from critical_neurons.records import Channel, NeuronRecord
-from critical_neurons.reporting import critical_set_rows, model_labels, read_result
+from critical_neurons.reporting import critical_set_rows, markdown_tables, model_labels, read_result
 from critical_neurons.residual import dimension_records, dimension_search, rank_dimensions, residual_writers
 
 FAMILIES = ["llama", "qwen2", "mistral", "phi3", "gemma", "gemma2", "gemma3", "gpt2"]
@@ -256,3 +257,34 @@ def test_scan_channels_with_the_dimension_unit_is_refused(planted, tmp_path):
     result = run_script("method/2_neuron_identification.py", "--model_path", path, "--neuron_file", ranking, "--test_text", TEXT,
                         "--unit", "dimension", "--scan", "channels", "--output_file", output)
     assert_usage_error(result, "--scan", output)
+
+
+def test_characterisation_reports_the_planted_dimension_its_positions_and_writers(planted):
+    path, model, ids = planted
+    tokenizer = build_tokenizer(path)
+    writers = residual_writers(model, ids)
+    outputs, modules = {}, dict(model.named_modules())
+    handles = [modules[name].register_forward_hook(lambda module, args, output, name=name: outputs.update({name: output[0].detach()})) for name in writers]
+    with torch.no_grad():
+        hidden = [state[0] for state in model(ids, output_hidden_states=True, use_cache=False).hidden_states]
+    for handle in handles:
+        handle.remove()
+    result = characterize(model, tokenizer, ids, [*PLANTED, writer(0, 3, "mlp.up_proj")], num_random_sets=0, progress=False)
+    (block,) = result["residual_dimensions"]  # up_proj does not write the residual stream
+    assert block["dimension"] == P and block["critical_writers"] == [channel.layer_name for channel in PLANTED]
+    # Slow reference: element by element, |h[p, P]| / median |h| per hidden state, and each writer's peak over its median.
+    ratios = [[abs(float(state[position, P])) / slow_median(state.abs()) for state in hidden] for position in range(ids.shape[1])]
+    massive = {position: [index for index, ratio in enumerate(row) if ratio >= 100] for position, row in enumerate(ratios)}
+    assert [(entry["position"], entry["hidden_states"]) for entry in block["massive_positions"]] == [(p, states) for p, states in massive.items() if states]
+    assert block["massive_positions"][0]["position"] == 0 and block["massive_positions"][0]["max_ratio_to_layer_median"] == pytest.approx(max(ratios[0]), rel=1e-5)
+    peaks = {name: float(output[:, P].abs().max()) / slow_median(output.abs()) for name, output in outputs.items()}
+    assert [entry["ratio_to_module_median"] for entry in block["writers"]] == pytest.approx([peaks[name] for name in writers], rel=1e-5)
+    assert block["massive_writers"] == [name for name in writers if peaks[name] >= 100]
+    assert PLANTED[0].layer_name in block["massive_writers"]
+    table = markdown_tables(result)
+    assert f"| {P} | {', '.join(channel.layer_name for channel in PLANTED)} | 0 " in table
+
+
+def slow_median(values: torch.Tensor) -> float:
+    ordered = sorted(float(value) for value in values.flatten())
+    return ordered[(len(ordered) - 1) // 2]
