@@ -701,7 +701,7 @@ PROFILE_COLUMNS = [
 ]
 DIMENSION_COLUMNS = [
     ("dimension", "residual dimension"), ("critical", "critical writers"),
-    ("massive", "massive at position 'token': hidden states (max ratio to layer median)"), ("writers", "written massively by (peak / module median |output|)"),
+    ("massive", "massive at position 'token': hidden states (max ratio to layer median)"), ("writers", "written massively by: layers (peak over the module's median magnitude)"),
 ]
 EFFECT_COLUMNS = [
     ("masked", "masked"), ("channels", "channels"), ("change", "log10 perplexity change"), ("kl", "mean KL (nats)"), ("top1", "top-1 agreement"),
@@ -768,12 +768,16 @@ def dimension_table(result: dict[str, Any], shown: int = 8) -> str:
     rows = []
     for block in result["residual_dimensions"]:
         massive = [f"{entry['position']} {entry['token']!r}: {_index_ranges(entry['hidden_states'])} ({_number(entry['max_ratio_to_layer_median'])}x)" for entry in block["massive_positions"]]
-        writers = [f"{layer_and_type(entry['layer_name'])[1]} {entry['layer']} ({_number(entry['ratio_to_module_median'])}x)" for entry in block["writers"] if entry["massive"]]
+        by_type: dict[str, list[str]] = {}
+        for entry in block["writers"]:
+            if entry["massive"]:
+                by_type.setdefault(layer_and_type(entry["layer_name"])[1], []).append(f"{entry['layer']} ({_number(entry['ratio_to_module_median'])}x)")
+        writers = [f"{kind}: {', '.join(layers)}" for kind, layers in by_type.items()]
         rows.append({
             "dimension": block["dimension"],
             "critical": ", ".join(block["critical_writers"][:shown]) + (f" and {len(block['critical_writers']) - shown} more" if len(block["critical_writers"]) > shown else ""),
             "massive": "; ".join(massive[:shown]) + (f"; {len(massive) - shown} more positions" if len(massive) > shown else "") or "nowhere",
-            "writers": "; ".join(writers[:shown]) + (f"; {len(writers) - shown} more" if len(writers) > shown else "") or "none",
+            "writers": "; ".join(writers) or "none",
         })
     return markdown_table(rows, DIMENSION_COLUMNS)
 
