@@ -23,7 +23,7 @@ from transformers import PreTrainedModel
 from transformers.pytorch_utils import Conv1D
 
 from critical_neurons.errors import UsageError
-from critical_neurons.identification import CriticalSet, critical_prefix
+from critical_neurons.identification import CriticalSet
 from critical_neurons.models import input_device
 from critical_neurons.records import Channel, NeuronRecord
 
@@ -215,23 +215,21 @@ def dimension_records(dimensions: Sequence[Dimension]) -> tuple[list[NeuronRecor
     return records, ends
 
 
-def dimension_search(
-    model: PreTrainedModel,
-    input_ids: torch.Tensor,
-    records: Sequence[NeuronRecord],
-    *,
-    step_size: int = 1,
-    max_magnitude: float = 1.0,
-    max_steps: int = 1000,
-    batch_size: int = 8,
-    prune: bool = False,
-    nan_policy: str = "stop",
-    progress: bool = True,
-) -> tuple[CriticalSet, list[Dimension], dict[str, int]]:
-    """Stage 2 over residual dimensions: mask ``step_size`` more whole dimensions per step, same threshold and engine.
+@dataclass
+class DimensionPlan:
+    """Stage 2's dimension unit: the writers, the ranked dimensions, and their members as one list with the end of each dimension."""
 
-    Returns the critical set (its records are the masked dimensions' members; ``prune`` then drops
-    single members while the threshold holds), the ranked dimensions and the writers.
+    writers: dict[str, int]
+    dimensions: list[Dimension]
+    records: list[NeuronRecord]
+    unit_ends: list[int]
+
+
+def plan_dimensions(model: PreTrainedModel, input_ids: torch.Tensor, records: Sequence[NeuronRecord]) -> DimensionPlan:
+    """The candidates of a dimension search: pass ``plan.records`` and ``unit_ends=plan.unit_ends`` to :func:`critical_prefix`.
+
+    Each step then masks ``step_size`` more whole dimensions under the same threshold, NaN policy and
+    batching, and ``prune`` drops single members while the threshold holds.
     """
     writers = residual_writers(model, input_ids)
     dimensions = rank_dimensions(records, writers)
@@ -239,11 +237,7 @@ def dimension_search(
         raise UsageError("--neuron_file", "lists no output channel of a module that writes the residual stream", "use a ranking over the default sites, or --unit channel")
     members, ends = dimension_records(dimensions)
     logger.info("%d candidate dimensions; first: %s", len(dimensions), ", ".join(f"{d.index} ({d.score:.4g})" for d in dimensions[:5]))
-    found = critical_prefix(
-        model, input_ids, members, step_size=step_size, max_magnitude=max_magnitude, max_steps=max_steps, batch_size=batch_size,
-        unit_ends=ends, prune=prune, nan_policy=nan_policy, progress=progress,
-    )
-    return found, dimensions, writers
+    return DimensionPlan(writers, dimensions, members, ends)
 
 
 def _writer_entries(dimension: Dimension, writers: dict[str, int]) -> list[dict[str, Any]]:
@@ -251,14 +245,15 @@ def _writer_entries(dimension: Dimension, writers: dict[str, int]) -> list[dict[
     return [{"layer_name": member.layer_name, "layer": writers[member.layer_name], "score": member.score, "in_ranking": member in listed} for member in dimension.members]
 
 
-def dimension_view(found: CriticalSet, dimensions: Sequence[Dimension], writers: dict[str, int], step_size: int) -> dict[str, Any]:
+def dimension_view(found: CriticalSet, plan: DimensionPlan, step_size: int) -> dict[str, Any]:
     """The dimension unit's part of a Stage-2 result: writers, the masked dimensions with their writers, the step of each, pruning."""
-    masked = dimensions[: min(len(dimensions), len(found.steps) * step_size)]
+    writers = plan.writers
+    masked = plan.dimensions[: len(found.steps) * step_size]
     view: dict[str, Any] = {
         "rule": "dimensions ordered by the sum over their writers of each writer's best Stage-1 score",
         "writers_per_layer": [name.split(f".{layer}.", 1)[-1] for name, layer in writers.items() if layer == 0],
         "num_writers": len(writers),
-        "candidate_dimensions": len(dimensions),
+        "candidate_dimensions": len(plan.dimensions),
         "masked_dimensions": [
             {"dimension": dimension.index, "score": dimension.score, "step": position // step_size + 1, "writers": _writer_entries(dimension, writers)}
             for position, dimension in enumerate(masked)

@@ -21,7 +21,7 @@ from critical_neurons.identity import model_identity
 from critical_neurons.io import OutputFile, read_neuron_file, run_metadata
 from critical_neurons.models import load_model, max_positions, model_info
 from critical_neurons.perplexity import LN10, exp_or_inf
-from critical_neurons.residual import dimension_search, dimension_view
+from critical_neurons.residual import dimension_view, plan_dimensions
 
 logger = logging.getLogger("stage2")
 
@@ -61,7 +61,8 @@ def main() -> None:
         compute_started = time.time()
         search = dict(step_size=args.step_size, max_magnitude=args.max_magnitude, max_steps=args.max_steps, batch_size=args.batch_size, prune=args.prune, nan_policy=args.nan_policy)
         if args.unit == "dimension":
-            found, dimensions, writers = dimension_search(model, input_ids, records, **search)
+            plan = plan_dimensions(model, input_ids, records)
+            found = critical_prefix(model, input_ids, plan.records, unit_ends=plan.unit_ends, **search)
         else:
             found = critical_prefix(model, input_ids, records, by_channel=args.scan == "channels", **search)
         compute_s = round(time.time() - compute_started, 3)
@@ -104,7 +105,7 @@ def main() -> None:
             result["pruned_magnitude_increase"] = found.pruned_log10_perplexity - baseline
             logger.info("Pruned to %d channels (+%.2f orders of magnitude)", len(found.pruned_channels), found.pruned_log10_perplexity - baseline)
         if args.unit == "dimension":
-            result["dimension_view"] = dimension_view(found, dimensions, writers, args.step_size)
+            result["dimension_view"] = dimension_view(found, plan, args.step_size)
         result["metadata"] = run_metadata(vars(args), started, compute_s=compute_s)
         output.write_json(result)
         logger.info("Wrote %s", output.given)

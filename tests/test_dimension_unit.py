@@ -19,7 +19,7 @@ from critical_neurons.models import load_model
 from critical_neurons.perplexity import LN10, sequence_nll
 from critical_neurons.records import Channel, NeuronRecord
 from critical_neurons.reporting import critical_set_rows, markdown_tables, model_labels, read_result
-from critical_neurons.residual import dimension_records, dimension_search, rank_dimensions, residual_writers
+from critical_neurons.residual import dimension_records, plan_dimensions, rank_dimensions, residual_writers
 
 FAMILIES = ["llama", "qwen2", "mistral", "phi3", "gemma", "gemma2", "gemma3", "gpt2"]
 TEXT = "The polar bear is a large carnivorous mammal native to the Arctic. It hunts seals on the sea ice."
@@ -183,7 +183,8 @@ def test_dimension_unit_finds_the_planted_dimension_in_one_step(planted):
     ranking = hand_set_ranking()
     dimensions = rank_dimensions(ranking, residual_writers(model, ids))
     assert [dimension.index for dimension in dimensions[:2]] == [P, Q]  # 60 + 40 + 20 over the decoy's 100
-    found, _, _ = dimension_search(model, ids, ranking, max_magnitude=5, prune=True, progress=False)
+    plan = plan_dimensions(model, ids, ranking)
+    found = critical_prefix(model, ids, plan.records, unit_ends=plan.unit_ends, max_magnitude=5, prune=True, progress=False)
     assert found.stopping_reason == MAGNITUDE_EXCEEDED and len(found.steps) == 1
     assert set(found.channels) == {writer(layer, P, kind) for layer in range(LAYERS) for kind in ("self_attn.o_proj", "mlp.down_proj")}
     assert found.pruned_channels == PLANTED
