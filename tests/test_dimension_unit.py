@@ -146,6 +146,7 @@ def test_writers_of_every_family_carry_the_whole_dimension(family, tiny_model_pa
     assert not torch.equal(free[layers - 1][..., dimension], free[0][..., dimension])
     for state in held[:layers]:  # the last entry is the final norm's output
         assert torch.equal(state[..., dimension], held[0][..., dimension])
+    assert residual_writers(model.to(torch.bfloat16), ids) == writers  # the same within bfloat16 rounding
 
 
 @pytest.fixture(params=FAMILIES)
