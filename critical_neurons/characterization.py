@@ -34,21 +34,13 @@ from critical_neurons.masking import NeuronMasker, validate_channels
 from critical_neurons.perplexity import LN10, exp_or_inf
 from critical_neurons.records import Channel
 from critical_neurons.reporting import channel_label, layer_and_type, spread_statistics
+from critical_neurons.residual import WriterOutputs, residual_dimensions, writers_if_known
 
 logger = logging.getLogger(__name__)
 
 MAX_RANDOM_SETS = 1000  # one forward pass and one drawn set each: beyond this a typo (1e9) would run for days
 MASSIVE_RATIO = 100.0  # peak / median |output| from which a peak is called massive here (Sun et al., 2024, report 1e3-1e4x)
-# Last name component of modules whose output is added to the residual stream (for Gemma 2/3 through
-# post_feedforward_layernorm, which keeps the dimension). Llama's post_attention_layernorm is the
-# MLP's input norm, so the norm names are not listed.
-RESIDUAL_WRITERS = ("o_proj", "down_proj", "c_proj", "out_proj", "dense_4h_to_h", "fc2", "w2", "wo", "post_feedforward_layernorm")
 HIDDEN_STATES_NOTE = "hidden_states[i] is the residual stream entering layer i (0: the embeddings); the last entry is the final norm's output"
-
-
-def writes_residual(name: str, width: int, hidden_size: int) -> bool:
-    """Whether a module's output channel is a residual-stream dimension (by the module's role and width)."""
-    return width == hidden_size and name.rsplit(".", 1)[-1] in RESIDUAL_WRITERS
 
 
 def lower_median(values: torch.Tensor) -> float:
@@ -338,6 +330,8 @@ def characterize(
     if not 0 <= num_random_sets <= MAX_RANDOM_SETS:
         raise UsageError("--num_random_sets", f"must be between 0 and {MAX_RANDOM_SETS}, got {num_random_sets}", "use e.g. 10")
     validate_channels(model, channels)
+    writers = writers_if_known(model, input_ids)
+    writer_outputs = WriterOutputs(writers, sorted({channel.hidden_idx for channel in channels if channel.layer_name in writers}))
     modules = dict(model.named_modules())
     hidden_size = model.config.get_text_config().hidden_size
     tokens = tokenizer.convert_ids_to_tokens(input_ids[0].tolist())
@@ -350,6 +344,7 @@ def characterize(
         if not attention:
             logger.warning("This model cannot switch to eager attention: first-token attention mass is left out")
         handles = [modules[name].register_forward_hook(captured.hook(name)) for name in dict.fromkeys([*captured.names, *population_names])]
+        handles += writer_outputs.register(modules)
         try:
             clean = run_pass(model, input_ids, dims, attention)
         finally:
@@ -378,7 +373,7 @@ def characterize(
         position = activation["peak_position"]
         layer, kind = layer_and_type(channel.layer_name)
         residual = None
-        if writes_residual(channel.layer_name, captured.widths[channel.layer_name], hidden_size):
+        if channel.layer_name in writers:
             residual = residual_profile(clean, masked, dims.index(channel.hidden_idx), channel.hidden_idx, position, layer, massive_ratio)
         weights = None if inputs is None else weight_profile(modules[channel.layer_name], inputs, output, channel.hidden_idx, position, top_inputs)
         if weights is not None and weights["output_without_bias"] == 0:
@@ -405,6 +400,7 @@ def characterize(
         "attention_implementation": "eager" if attention else model.config._attn_implementation,
         "baseline": baseline,
         "channels": blocks,
+        "residual_dimensions": residual_dimensions(clean.residual, clean.residual_medians, dims, writer_outputs, channels, tokens, massive_ratio),
         "set_effect": set_effect,
         "controls": {
             "alone": [

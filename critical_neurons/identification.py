@@ -88,6 +88,14 @@ class PrefixScorer:
         return [value / LN10 for value in mean_loss.tolist()]  # +inf stays +inf, NaN stays NaN
 
 
+def unit_lengths(unit_ends: Sequence[int], step_size: int) -> list[int]:
+    """Record counts to evaluate when a unit ends at each of ``unit_ends``: every ``step_size`` units, and the last one."""
+    lengths = list(unit_ends[step_size - 1 :: step_size])
+    if unit_ends and (not lengths or lengths[-1] != unit_ends[-1]):
+        lengths.append(unit_ends[-1])
+    return lengths
+
+
 def prefix_lengths(records: Sequence[NeuronRecord], step_size: int, by_channel: bool) -> list[int]:
     """Record counts to evaluate: every ``step_size`` records, or (channel scan) every ``step_size`` new channels.
 
@@ -95,17 +103,14 @@ def prefix_lengths(records: Sequence[NeuronRecord], step_size: int, by_channel: 
     ignores positions, so those prefixes give the same perplexity as the shorter one.
     """
     if not by_channel:
-        return [min(end, len(records)) for end in range(step_size, len(records) + step_size, step_size)]
+        return unit_lengths(range(1, len(records) + 1), step_size)
     seen: set[Channel] = set()
     introduces = []
     for index, record in enumerate(records):
         if record.channel not in seen:
             seen.add(record.channel)
             introduces.append(index + 1)
-    lengths = introduces[step_size - 1 :: step_size]
-    if not lengths or lengths[-1] != introduces[-1]:
-        lengths.append(introduces[-1])
-    return lengths
+    return unit_lengths(introduces, step_size)
 
 
 def critical_prefix(
@@ -118,11 +123,16 @@ def critical_prefix(
     max_steps: int = 1000,
     batch_size: int = 8,
     by_channel: bool = False,
+    unit_ends: Sequence[int] | None = None,
     prune: bool = False,
     nan_policy: str = "stop",
     progress: bool = True,
 ) -> CriticalSet:
     """Grow the masked prefix until log10(ppl / baseline) >= ``max_magnitude``.
+
+    A step adds ``step_size`` records, new channels (``by_channel``) or units: with ``unit_ends``
+    (the record count at which each unit of the list ends, e.g. a residual dimension's writers),
+    steps end only there.
 
     The step records equal the reference's sequential search: prefixes run in batches (one row per
     prefix, each with its own mask) whose size grows 1, 2, 4, ... up to ``batch_size``, so a search
@@ -144,7 +154,7 @@ def critical_prefix(
     (baseline,) = scorer.log10_perplexities([[]])
     if not math.isfinite(baseline):
         raise UsageError("--test_text", "the unmasked model gives a non-finite perplexity on this text", "check --dtype (try float32 or bfloat16)")
-    every_length = prefix_lengths(records, step_size, by_channel)  # its last prefix masks every channel of the list
+    every_length = unit_lengths(unit_ends, step_size) if unit_ends is not None else prefix_lengths(records, step_size, by_channel)  # the last prefix masks the whole list
     lengths = every_length[:max_steps]
     steps: list[MaskingStep] = []
     reason = None
@@ -171,23 +181,34 @@ def critical_prefix(
     bar.close()
     result = CriticalSet(baseline, steps, reason, list(records[: steps[-1].neurons_masked]), scorer.forward_passes)
     if prune and reason in (MAGNITUDE_EXCEEDED, NON_FINITE):
-        result.pruned_channels, result.pruned_log10_perplexity = prune_channels(scorer, result.channels, baseline, max_magnitude)
+        result.pruned_channels, result.pruned_log10_perplexity = prune_channels(scorer, result.channels, baseline, max_magnitude, batch_size)
     return result
 
 
-def prune_channels(scorer: PrefixScorer, channels: list[Channel], baseline: float, max_magnitude: float) -> tuple[list[Channel], float]:
-    """Drop channels, last-ranked first, while masking the rest still reaches the threshold."""
+def prune_channels(
+    scorer: PrefixScorer, channels: list[Channel], baseline: float, max_magnitude: float, batch_size: int = 1
+) -> tuple[list[Channel], float]:
+    """Drop channels, last-ranked first, while masking the rest still reaches the threshold.
+
+    Batched by speculation: row j of a pass drops the next j + 1 candidates together, so every row
+    before the first that no longer collapses is the one-at-a-time decision, and the candidate of
+    that row is kept. The result equals trying one channel at a time; a set where most channels
+    can go (a dimension's writers) costs about len / batch_size passes instead of len.
+    """
 
     def collapses(value: float) -> bool:
         return not math.isfinite(value) or value - baseline >= max_magnitude
 
     kept = list(channels)
     (current,) = scorer.log10_perplexities([kept])
-    for channel in reversed(channels):
-        if len(kept) == 1:
-            break
-        trial = [c for c in kept if c != channel]
-        (value,) = scorer.log10_perplexities([trial])
-        if collapses(value):
-            kept, current = trial, value
+    candidates = channels[::-1]
+    position = 0
+    while position < len(candidates) and len(kept) > 1:
+        batch = candidates[position : position + min(batch_size, len(kept) - 1)]
+        trials = [[channel for channel in kept if channel not in batch[: row + 1]] for row in range(len(batch))]
+        values = scorer.log10_perplexities(trials)
+        dropped = next((row for row, value in enumerate(values) if not collapses(value)), len(batch))
+        if dropped:
+            kept, current = trials[dropped - 1], values[dropped - 1]
+        position += min(dropped + 1, len(batch))
     return kept, current

@@ -494,12 +494,19 @@ def critical_set_rows(stage2_results: Iterable[ResultFile], labels: dict[ModelKe
         payload = result.payload
         last = payload["masking_steps"][-1] if payload["masking_steps"] else {}
         channels = critical_channels(payload)
+        pruned = payload.get("pruned_channels")
+        view = payload.get("dimension_view") if isinstance(payload.get("dimension_view"), dict) else {}
         rows.append(
             {
                 "model": labels[model_key(result.model)],
                 "result_file": result.path.name,
+                "unit": payload.get("unit", "channel"),
+                "steps": len(payload["masking_steps"]),
+                "dimensions": ", ".join(str(entry.get("dimension")) for entry in view.get("masked_dimensions", [])[:5]) or None,
                 "critical_records": len(payload["final_masked_neurons"]),
                 "critical_channels": len(channels),
+                "pruned_channels": len(pruned) if isinstance(pruned, list) else None,
+                "pruned_magnitude_increase": payload.get("pruned_magnitude_increase"),
                 "channels": "; ".join(f"{name}:{index}" for name, index in channels[:5]) + (" ..." if len(channels) > 5 else ""),
                 "baseline_perplexity": payload.get("baseline_perplexity"),
                 "masked_log10_perplexity": last.get("log10_perplexity"),
@@ -512,8 +519,13 @@ def critical_set_rows(stage2_results: Iterable[ResultFile], labels: dict[ModelKe
 
 CRITICAL_COLUMNS = [
     ("model", "model"),
+    ("unit", "unit"),
+    ("steps", "steps"),
+    ("dimensions", "dimensions"),
     ("critical_records", "critical records"),
     ("critical_channels", "distinct channels"),
+    ("pruned_channels", "channels after pruning"),
+    ("pruned_magnitude_increase", "orders after pruning"),
     ("channels", "channels (module:index)"),
     ("baseline_perplexity", "ppl before"),
     ("masked_log10_perplexity", "log10 ppl after"),
@@ -687,6 +699,10 @@ PROFILE_COLUMNS = [
     ("channel", "channel"), ("peak", "peak value"), ("position", "position"), ("token", "token"), ("ratio", "peak / module median |output|"),
     ("residual", "massive in hidden states (ratio to layer median)"), ("inputs", "top inputs: share of the output (w, x)"), ("row", "row max / median |w|"),
 ]
+DIMENSION_COLUMNS = [
+    ("dimension", "residual dimension"), ("critical", "critical writers"),
+    ("massive", "massive at position 'token': hidden states (max ratio to layer median)"), ("writers", "written massively by: layers (peak over the module's median magnitude)"),
+]
 EFFECT_COLUMNS = [
     ("masked", "masked"), ("channels", "channels"), ("change", "log10 perplexity change"), ("kl", "mean KL (nats)"), ("top1", "top-1 agreement"),
     ("attention", "first-token attention, mean over the layers after the set's first (unmasked -> masked)"),
@@ -736,6 +752,36 @@ def profile_table(result: dict[str, Any]) -> str:
     return markdown_table(rows, PROFILE_COLUMNS)
 
 
+def _index_ranges(indices: Sequence[int]) -> str:
+    """[2, 3, 4, 9] -> '2-4, 9'."""
+    runs: list[list[int]] = []
+    for index in indices:
+        if runs and index == runs[-1][1] + 1:
+            runs[-1][1] = index
+        else:
+            runs.append([index, index])
+    return ", ".join(str(start) if start == end else f"{start}-{end}" for start, end in runs)
+
+
+def dimension_table(result: dict[str, Any], shown: int = 8) -> str:
+    """One row per residual dimension the set touches: its critical writers, where it is massive, and which layers write it massively."""
+    rows = []
+    for block in result["residual_dimensions"]:
+        massive = [f"{entry['position']} {entry['token']!r}: {_index_ranges(entry['hidden_states'])} ({_number(entry['max_ratio_to_layer_median'])}x)" for entry in block["massive_positions"]]
+        by_type: dict[str, list[str]] = {}
+        for entry in block["writers"]:
+            if entry["massive"]:
+                by_type.setdefault(layer_and_type(entry["layer_name"])[1], []).append(f"{entry['layer']} ({_number(entry['ratio_to_module_median'])}x)")
+        writers = [f"{kind}: {', '.join(layers)}" for kind, layers in by_type.items()]
+        rows.append({
+            "dimension": block["dimension"],
+            "critical": ", ".join(block["critical_writers"][:shown]) + (f" and {len(block['critical_writers']) - shown} more" if len(block["critical_writers"]) > shown else ""),
+            "massive": "; ".join(massive[:shown]) + (f"; {len(massive) - shown} more positions" if len(massive) > shown else "") or "nowhere",
+            "writers": "; ".join(writers) or "none",
+        })
+    return markdown_table(rows, DIMENSION_COLUMNS)
+
+
 def _effect_row(label: str, effect: dict[str, Any]) -> dict[str, Any]:
     downstream = effect.get("first_token_attention_downstream")
     return {
@@ -774,8 +820,9 @@ def effect_table(result: dict[str, Any]) -> str:
 
 
 def markdown_tables(result: dict[str, Any]) -> str:
-    """Both tables, for the console and the report."""
-    return f"{profile_table(result)}\n\n{effect_table(result)}"
+    """The profile, residual-dimension (when the set touches one) and effect tables, for the console and the report."""
+    dimensions = [dimension_table(result)] if result.get("residual_dimensions") else []
+    return "\n\n".join([profile_table(result), *dimensions, effect_table(result)])
 
 
 # ---- rendering -------------------------------------------------------------------------------

@@ -6,17 +6,22 @@
 
 Variant: a 5-orders threshold, skipping records that repeat a masked channel, then pruning:
     ... --max_magnitude 5 --scan channels --prune
+
+Variant: mask whole residual-stream dimensions (every writer of the dimension) per step, then prune:
+    ... --unit dimension --prune
 """
 
 import logging
 import time
 
 from critical_neurons.cli import ArgumentParser, add_model_arguments, add_neuron_file_arguments, encode_text, integer, number, parse_arguments, run
+from critical_neurons.errors import UsageError
 from critical_neurons.identification import NAN_POLICIES, critical_prefix
 from critical_neurons.identity import model_identity
 from critical_neurons.io import OutputFile, read_neuron_file, run_metadata
 from critical_neurons.models import load_model, max_positions, model_info
 from critical_neurons.perplexity import LN10, exp_or_inf
+from critical_neurons.residual import dimension_view, plan_dimensions
 
 logger = logging.getLogger("stage2")
 
@@ -32,6 +37,10 @@ def main() -> None:
     parser.add_argument("--max_length", type=integer(2), default=512, help="tokens of --test_text used (reference: 512)")
     parser.add_argument("--batch_size", type=integer(1), default=8, help="prefixes evaluated per forward pass; does not change the steps")
     parser.add_argument("--scan", choices=["records", "channels"], default="records", help="channels: skip records repeating an already-masked channel")
+    parser.add_argument(
+        "--unit", choices=["channel", "dimension"], default="channel",
+        help="channel: the paper's search over the ranking; dimension: each step masks --step_size more residual-stream dimensions in every module writing them",
+    )
     parser.add_argument("--prune", action="store_true", help="then drop channels while the threshold still holds (a minimal set)")
     parser.add_argument(
         "--nan_policy", choices=NAN_POLICIES, default="stop",
@@ -39,6 +48,8 @@ def main() -> None:
     )
     parser.add_argument("--output_file", default="results/critical_neurons_result.json")
     args = parse_arguments(parser)
+    if args.unit == "dimension" and args.scan == "channels":
+        raise UsageError("--scan", "channels applies to --unit channel (a dimension step already masks whole channels)", "drop --scan or use --unit channel")
     started = time.time()
     with OutputFile(args.output_file, inputs={"--neuron_file": args.neuron_file}) as output:
         neuron_file = read_neuron_file(args.neuron_file)
@@ -48,18 +59,12 @@ def main() -> None:
         neuron_file.check_model(identity, args.allow_other_model)
         input_ids = encode_text(tokenizer, args.test_text, "--test_text", min_tokens=2, max_length=args.max_length, max_positions=max_positions(model))
         compute_started = time.time()
-        found = critical_prefix(
-            model,
-            input_ids,
-            records,
-            step_size=args.step_size,
-            max_magnitude=args.max_magnitude,
-            max_steps=args.max_steps,
-            batch_size=args.batch_size,
-            by_channel=args.scan == "channels",
-            prune=args.prune,
-            nan_policy=args.nan_policy,
-        )
+        search = dict(step_size=args.step_size, max_magnitude=args.max_magnitude, max_steps=args.max_steps, batch_size=args.batch_size, prune=args.prune, nan_policy=args.nan_policy)
+        if args.unit == "dimension":
+            plan = plan_dimensions(model, input_ids, records)
+            found = critical_prefix(model, input_ids, plan.records, unit_ends=plan.unit_ends, **search)
+        else:
+            found = critical_prefix(model, input_ids, records, by_channel=args.scan == "channels", **search)
         compute_s = round(time.time() - compute_started, 3)
         baseline = found.baseline_log10_perplexity
         steps = [step.to_dict(baseline) for step in found.steps]
@@ -79,6 +84,8 @@ def main() -> None:
             "step_size": args.step_size,
             "max_magnitude_increase": args.max_magnitude,
             "nan_policy": args.nan_policy,
+            "unit": args.unit,
+            "prune": args.prune,
             "masking_steps": steps,
             "final_masked_neurons": [record.to_dict() for record in found.records],
             "stopping_reason": found.stopping_reason,
@@ -97,6 +104,8 @@ def main() -> None:
             result["pruned_log10_perplexity"] = found.pruned_log10_perplexity
             result["pruned_magnitude_increase"] = found.pruned_log10_perplexity - baseline
             logger.info("Pruned to %d channels (+%.2f orders of magnitude)", len(found.pruned_channels), found.pruned_log10_perplexity - baseline)
+        if args.unit == "dimension":
+            result["dimension_view"] = dimension_view(found, plan, args.step_size)
         result["metadata"] = run_metadata(vars(args), started, compute_s=compute_s)
         output.write_json(result)
         logger.info("Wrote %s", output.given)

@@ -52,6 +52,22 @@ def test_stage2_collapses_with_one_record(default_model_path, stage1_file, tmp_p
     assert result["critical_channels"] == [{"layer_name": "model.layers.11.mlp.down_proj", "hidden_idx": 507}]
 
 
+def test_dimension_unit_masks_dimension_507_in_one_step_and_prunes_to_its_writer(default_model_path, stage1_file, tmp_path):
+    """As few steps as the channel search (1, above): all 60 writers of dimension 507, pruned to layer 11's down_proj."""
+    output = tmp_path / "dimension.json"
+    run_script(
+        "method/2_neuron_identification.py", "--model_path", default_model_path, "--neuron_file", stage1_file,
+        "--test_text", BOOKENDS_TEXT, "--unit", "dimension", "--prune", "--output_file", output, check=True,
+    )
+    result = json.loads(output.read_text())
+    critical = {"layer_name": "model.layers.11.mlp.down_proj", "hidden_idx": 507}
+    assert result["stopping_reason"] == "magnitude_increase_exceeded" and len(result["masking_steps"]) == 1
+    assert [entry["dimension"] for entry in result["dimension_view"]["masked_dimensions"]] == [507]
+    assert result["num_critical_channels"] == 60 and critical in result["critical_channels"]
+    assert result["masking_steps"][0]["magnitude_increase"] > 4
+    assert result["pruned_channels"] == [critical] and result["pruned_magnitude_increase"] > 4
+
+
 def test_masking_one_record_explodes_wikitext_perplexity(default_model_path, stage1_file, tmp_path):
     output = tmp_path / "wikitext.json"
     run_script(

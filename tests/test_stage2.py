@@ -16,6 +16,7 @@ from critical_neurons.identification import (
     PrefixScorer,
     critical_prefix,
     prefix_lengths,
+    prune_channels,
 )
 from critical_neurons.importance import perturbation_importance
 from critical_neurons.io import write_json
@@ -145,3 +146,18 @@ def test_channel_scan_with_a_step_larger_than_the_channels_and_trailing_repeats(
     assert found.stopping_reason == ALL_MASKED and [step.neurons_masked for step in found.steps] == [2]
     capped = critical_prefix(model, ids, records, max_magnitude=1e6, max_steps=2, progress=False)
     assert capped.stopping_reason == MAX_STEPS
+
+
+def test_batched_prune_equals_one_channel_at_a_time(setup):
+    model, ids, records = setup
+    channels = distinct_channels(records)[:30]
+    scorer = PrefixScorer(model, ids)
+    (base,) = scorer.log10_perplexities([[]])
+    (full,) = scorer.log10_perplexities([channels])
+    threshold = (full - base) * 0.7
+    one = prune_channels(scorer, channels, base, threshold, batch_size=1)
+    passes = scorer.forward_passes
+    batched = prune_channels(scorer, channels, base, threshold, batch_size=8)
+    assert batched[0] == one[0] and 1 < len(one[0]) < len(channels)  # some channels kept, some dropped
+    assert batched[1] == pytest.approx(one[1], abs=1e-5)
+    assert scorer.forward_passes - passes < passes - 2
