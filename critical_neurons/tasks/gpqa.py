@@ -1,6 +1,6 @@
 """GPQA-Diamond: per-question seeded option shuffle, the reference's prompt, unbiased letter extraction.
 
-The authors' three-tier extraction runs beside it (``reference_score``), biased toward A as it was.
+The authors' three-tier extraction runs beside it (``critical_neurons.reference.gpqa``), biased toward A as it was.
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ import re
 from typing import Any
 
 from critical_neurons.data import TEXT, load_rows, require_fields
-from critical_neurons.tasks.common import GenerativeTask, TaskDefaults, answer_letters, group_accuracy, is_meaningful, mean, rate, reference_view
+from critical_neurons.reference import gpqa as reference
+from critical_neurons.tasks.common import GenerativeTask, TaskDefaults, answer_letters, group_accuracy, is_meaningful, mean, rate
 
 logger = logging.getLogger(__name__)
 
@@ -24,8 +25,6 @@ FIELDS = {"Question": TEXT, **dict.fromkeys(ANSWER_FIELDS, (*TEXT, type(None)))}
 LETTERS = "ABCD"
 INSTRUCTION = 'Please provide your answer as "The answer is (X)" where X is the correct option letter.'
 ANSWER_LEAD = r"answer\s+is|answer\s*:"
-REFERENCE_ANSWER = re.compile(r"ANSWER IS \(?([ABCD])\)?")
-REFERENCE_LETTER = re.compile(r"\b([ABCD])\b")
 
 
 def _text(value: Any) -> str:
@@ -141,39 +140,6 @@ def aggregate(details: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def reference_extract(text: str) -> str | None:
-    """The authors' extraction on the upper-cased text, in three tiers, or None.
-
-    1. the first "ANSWER IS (X)" (single spaces); 2. else the first standalone A-D anywhere (the
-    article "A" is option A); 3. else the first of the digits 1, 2, 3, 4 found anywhere as a
-    substring, in that order ("10" is A). The letter may name no option (a 3-option question).
-    """
-    upper = text.upper()
-    match = REFERENCE_ANSWER.search(upper) or REFERENCE_LETTER.search(upper)
-    if match:
-        return match.group(1)
-    digit = next((digit for digit in "1234" if digit in upper), None)
-    return LETTERS[int(digit) - 1] if digit else None
-
-
-def reference_score(sample: dict[str, Any], response: str) -> dict[str, Any]:
-    """The authors' verdict: their letter and whether it is the gold one."""
-    predicted = reference_extract(response)
-    return {"extracted_answer": predicted, "is_correct": predicted == sample["answer"]}
-
-
-def reference_aggregate(details: list[dict[str, Any]]) -> dict[str, Any]:
-    """The authors' metrics and names: accuracy over all questions, per subject and difficulty."""
-    view = reference_view(details)
-    return {
-        "overall_accuracy": rate(view, "is_correct"),
-        "total_correct": sum(detail["is_correct"] for detail in view),
-        "total_questions": len(view),
-        "subject_accuracies": group_accuracy(view, "subject"),
-        "difficulty_accuracies": group_accuracy(view, "difficulty"),
-    }
-
-
 def sample_from_detail(detail: dict[str, Any]) -> dict[str, Any]:
     """What the scorers read, rebuilt from a stored detail."""
     fields = ("question_id", "subject", "subdomain", "difficulty")
@@ -182,4 +148,4 @@ def sample_from_detail(detail: dict[str, Any]) -> dict[str, Any]:
 
 def task() -> GenerativeTask:
     """The parts ``evaluate_generative`` runs at each masking level."""
-    return GenerativeTask(build_prompt=build_prompt, score=score, aggregate=aggregate, reference_score=reference_score, reference_aggregate=reference_aggregate)
+    return GenerativeTask(build_prompt=build_prompt, score=score, aggregate=aggregate, reference_score=reference.score, reference_aggregate=reference.aggregate)

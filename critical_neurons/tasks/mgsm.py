@@ -1,7 +1,7 @@
 """MGSM: the raw question as prompt, a number read from the response, accuracy over all samples per language.
 
-The authors' scorer runs beside it (``reference_score``): their regex cascade on the lower-cased
-response, and accuracy over the "meaningful" responses only.
+The authors' scorer runs beside it (``critical_neurons.reference.mgsm``): their regex cascade on the
+lower-cased response, and accuracy over the "meaningful" responses only.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from typing import Any
 
 from critical_neurons.data import TEXT, load_rows, require_fields
 from critical_neurons.errors import UsageError
-from critical_neurons.tasks.common import GenerativeTask, TaskDefaults, group_accuracy, is_meaningful, mean, rate, ratio, reference_view
+from critical_neurons.reference import mgsm as reference
+from critical_neurons.tasks.common import GenerativeTask, TaskDefaults, group_accuracy, is_meaningful, mean, rate
 
 HUB = "juletxara/mgsm"
 DEFAULTS = TaskDefaults("mgsm", "accuracy", ("accuracy", "strict_accuracy", "total_samples", "extraction_rate", "meaningful_response_rate"), max_length=2048, max_new_tokens=512, output_file="results/mgsm_results.json", reference_metric="reference.exact_match_accuracy")
@@ -24,14 +25,6 @@ TOLERANCE = 1e-6
 # A number not glued to a preceding ASCII letter or digit (CJK text may touch it): "1,000" with
 # thousands separators, then an optional decimal part; a minus sign only when it is not a hyphen.
 NUMBER = r"(?<![0-9A-Za-z_])-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?"
-# The authors' number pattern splits thousands separators ("1,000." reads as 0) and their cues
-# have no word boundary ("also 5" matches "so").
-REFERENCE_NUMBER = r"[+-]?\d*\.?\d+"
-REFERENCE_PATTERNS = (
-    re.compile(rf"(?:the answer is|answer:|final answer:|therefore,?|so,?|thus,?)\s*({REFERENCE_NUMBER})"),
-    re.compile(rf"(?:=|equals?)\s*({REFERENCE_NUMBER})(?:\.|$)"),
-    re.compile(rf"({REFERENCE_NUMBER})(?:\.|$)"),
-)
 ANSWER_IS = re.compile(rf"(?i:the\s+(?:final\s+)?answer\s+is|final\s+answer\s*:|answer\s*:)\s*[:=]?\s*[*$\\(]*\s*({NUMBER})")
 
 
@@ -124,51 +117,6 @@ def aggregate(details: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def reference_extract(text: str) -> str | None:
-    """The authors' number: the last match of the first of their patterns that matches the lower-cased
-    text ("the answer is"/"so"/"thus" + number; "=" + number + "." or end; any number + "." or end),
-    else the last integer; None without a digit."""
-    lowered = text.strip().lower()
-    for pattern in REFERENCE_PATTERNS:
-        found = pattern.findall(lowered)
-        if found:
-            return format_number(float(found[-1]))
-    integers = re.findall(r"\d+", lowered)
-    return format_number(float(integers[-1])) if integers else None
-
-
-def reference_score(sample: dict[str, Any], response: str) -> dict[str, Any]:
-    """The authors' verdict: a "meaningless" response is not scored (and leaves their denominators);
-    ``is_correct`` is their exact (float-equal) match, ``numerical_match`` their 1e-6 one."""
-    meaningful = is_meaningful(response)
-    predicted = reference_extract(response) if meaningful else None
-    return {
-        "extracted_answer": predicted,
-        "is_correct": predicted is not None and float(predicted) == float(sample["answer"]),
-        "numerical_match": _matches(predicted, sample["answer"]),
-        "is_meaningful": meaningful,
-    }
-
-
-def reference_aggregate(details: list[dict[str, Any]]) -> dict[str, Any]:
-    """The authors' metrics and names: accuracies over the meaningful responses only."""
-    meaningful = [detail for detail in reference_view(details) if detail["is_meaningful"]]
-    exact = sum(detail["is_correct"] for detail in meaningful)
-    numerical = sum(detail["numerical_match"] for detail in meaningful)
-    predicted = sum(detail["extracted_answer"] is not None for detail in meaningful)
-    return {
-        "exact_match_accuracy": ratio(exact, len(meaningful)),
-        "numerical_match_accuracy": ratio(numerical, len(meaningful)),
-        "prediction_rate": ratio(predicted, len(meaningful)),
-        "meaningful_response_rate": ratio(len(meaningful), len(details)),
-        "exact_match_count": exact,
-        "numerical_match_count": numerical,
-        "has_prediction_count": predicted,
-        "meaningful_samples": len(meaningful),
-        "total_samples": len(details),
-    }
-
-
 def sample_from_detail(detail: dict[str, Any]) -> dict[str, Any]:
     """What the scorers read, rebuilt from a stored detail."""
     return {"id": detail["id"], "language": detail["language"], "answer": detail["gold"]}
@@ -176,4 +124,4 @@ def sample_from_detail(detail: dict[str, Any]) -> dict[str, Any]:
 
 def task() -> GenerativeTask:
     """The parts ``evaluate_generative`` runs at each masking level."""
-    return GenerativeTask(build_prompt=build_prompt, score=score, aggregate=aggregate, reference_score=reference_score, reference_aggregate=reference_aggregate)
+    return GenerativeTask(build_prompt=build_prompt, score=score, aggregate=aggregate, reference_score=reference.score, reference_aggregate=reference.aggregate)

@@ -1,18 +1,18 @@
 """MMLU-Pro: the reference's zero-shot prompt, "The answer is (X)" extraction, accuracy over all questions.
 
-The authors' scorer runs beside it (``reference_score``): the first "THE ANSWER IS (X)" of the
+The authors' scorer runs beside it (``critical_neurons.reference.mmlu_pro``): the first "THE ANSWER IS (X)" of the
 upper-cased response, so "the answer is because" reads as B and a corrected answer keeps the first letter.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import Any
 
 from critical_neurons.data import TEXT, load_rows, require_fields
 from critical_neurons.errors import UsageError
-from critical_neurons.tasks.common import GenerativeTask, TaskDefaults, answer_letters, group_accuracy, is_meaningful, mean, rate, reference_view
+from critical_neurons.reference import mmlu_pro as reference
+from critical_neurons.tasks.common import GenerativeTask, TaskDefaults, answer_letters, group_accuracy, is_meaningful, mean, rate
 
 HUB = "TIGER-Lab/MMLU-Pro"
 DEFAULTS = TaskDefaults("mmlu_pro", "overall_accuracy", ("overall_accuracy", "total_correct", "total_questions", "extraction_rate", "meaningful_response_rate"), max_length=2048, max_new_tokens=50, output_file="results/mmlu_pro_results.json", reference_metric="reference.overall_accuracy")
@@ -23,7 +23,6 @@ PREAMBLE = (
     '"The answer is (X)" where X is the correct option letter.'
 )
 INSTRUCTION = 'Please provide your answer as "The answer is (X)" where X is the correct option letter.'
-REFERENCE_ANSWER = re.compile(r"THE\s+ANSWER\s+IS\s+\(?([A-J])\)?")
 
 
 def load_samples(source: str | None = None, split: str = "test", categories: Sequence[str] | None = None) -> list[dict[str, Any]]:
@@ -94,33 +93,6 @@ def aggregate(details: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def reference_extract(text: str, num_options: int = len(LETTERS)) -> str | None:
-    """The authors' extraction: the first "THE ANSWER IS (X)" in the upper-cased text, kept only if X names an option.
-
-    No word boundary after the letter, so "is because" reads as B and "is always" as A; a later
-    match is never tried, even when the first names no option.
-    """
-    match = REFERENCE_ANSWER.search(text.upper())
-    return match.group(1) if match and LETTERS.index(match.group(1)) < num_options else None
-
-
-def reference_score(sample: dict[str, Any], response: str) -> dict[str, Any]:
-    """The authors' verdict: their letter and whether it is the gold one."""
-    predicted = reference_extract(response, len(sample["options"]))
-    return {"extracted_answer": predicted, "is_correct": predicted is not None and predicted == sample["answer"]}
-
-
-def reference_aggregate(details: list[dict[str, Any]]) -> dict[str, Any]:
-    """The authors' metrics and names: accuracy over all questions, per category."""
-    view = reference_view(details)
-    return {
-        "overall_accuracy": rate(view, "is_correct"),
-        "total_correct": sum(detail["is_correct"] for detail in view),
-        "total_questions": len(view),
-        "category_accuracies": group_accuracy(view, "category"),
-    }
-
-
 def sample_from_detail(detail: dict[str, Any]) -> dict[str, Any]:
     """What the scorers read, rebuilt from a stored detail (option texts are in the prompt; only their number is scored)."""
     return {"question_id": detail["question_id"], "category": detail["category"], "options": [None] * detail["num_options"], "answer": detail["gold"]}
@@ -128,4 +100,4 @@ def sample_from_detail(detail: dict[str, Any]) -> dict[str, Any]:
 
 def task() -> GenerativeTask:
     """The parts ``evaluate_generative`` runs at each masking level."""
-    return GenerativeTask(build_prompt=build_prompt, score=score, aggregate=aggregate, reference_score=reference_score, reference_aggregate=reference_aggregate)
+    return GenerativeTask(build_prompt=build_prompt, score=score, aggregate=aggregate, reference_score=reference.score, reference_aggregate=reference.aggregate)
