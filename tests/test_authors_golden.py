@@ -15,7 +15,7 @@ from critical_neurons.reference.golden import read_golden, replay
 from critical_neurons.rescoring import TASKS
 
 GOLDEN = ROOT / "tests" / "fixtures" / "authors" / "golden"
-BENCHMARKS = ("mmlu_pro", "gpqa", "mgsm", "simpleqa")
+BENCHMARKS = ("mmlu_pro", "gpqa", "mgsm", "simpleqa", "math500")
 MIN_CRAFTED, MIN_FUZZ = 40, 2000
 
 

@@ -19,6 +19,7 @@ had no time limit; :func:`score` takes the grader, so a caller can bound it in t
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 from collections.abc import Callable
 from typing import Any
@@ -51,6 +52,7 @@ _SYMBOL_WORDS = (("√", "sqrt"), ("π", "pi"), ("∞", "inf"), ("∪", "U"), ("
 _TUPLE_CHARS = "()[]"
 _THOUSANDS_COMMA = re.compile(r"(\d)(,)(\d\d\d)($|\D)")
 _FRACTION = re.compile(r"^-?[0-9]+\.?/0*[1-9][0-9]*\.?$")
+logging.getLogger("pylatexenc").setLevel(logging.ERROR)  # it warns on every malformed \frac, common in a masked model's answers
 _SYMPY_TRANSFORMATIONS = (*sympy_parser.standard_transformations, sympy_parser.implicit_multiplication_application)
 
 
