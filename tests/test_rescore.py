@@ -121,9 +121,12 @@ def test_rescoring_edited_responses_gives_the_authors_numbers(golden, tmp_path):
     run_script(SCRIPT, source, "--output_file", tmp_path / "out.json", check=True)
     rescored = json.loads((tmp_path / "out.json").read_text())["results"]
     assert len(rescored) == len(levels) >= 5
+    def comparable(block):  # our keys with no counterpart in their code (MATH's grading timeouts) are not compared
+        return {key: value for key, value in block.items() if key not in recorded["ours_only"]}
+
     for entry, level in zip(rescored, levels):
-        assert not differences(level["theirs"], entry["reference"])
-        assert not [line for detail, case in zip(entry["detailed_results"], level["cases"]) for line in differences(case["theirs"], detail["reference"])]
+        assert not differences(level["theirs"], comparable(entry["reference"]))
+        assert not [line for detail, case in zip(entry["detailed_results"], level["cases"]) for line in differences(case["theirs"], comparable(detail["reference"]))]
 
 
 def test_output_defaults_beside_the_input_and_never_over_it(tmp_path):
