@@ -40,7 +40,7 @@ EXTRACTION_PATTERNS = tuple(
         r"(?:therefore|thus|hence)(?:\s*,?\s*)(?:the answer is\s*)?([^.\n]+)",
         r"\$([^$]+)\$(?:\s*$|\s*\.|\s*,)",
         r"([+-]?\d+(?:\.\d+)?(?:/\d+)?)\s*$",
-        r"([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)\s*$",  # also "5." and "1e5"
+        r"([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)\s*$",  # decides only for a number ending in ".": "5.", and "1e5." reads "5."
         r"\\frac\{([^}]+)\}\{([^}]+)\}",  # rebuilt as \frac{a}{b}
         r"([+-]?\d+(?:\.\d+)?(?:/\d+)?(?:\s*[+\-*/]\s*\d+(?:\.\d+)?)*)",
     )
