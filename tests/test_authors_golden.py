@@ -9,12 +9,13 @@ from __future__ import annotations
 import contextlib
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, assert_usage_error, run_script
 
 from critical_neurons.reference.golden import read_golden, replay
 from critical_neurons.rescoring import TASKS
 
 GOLDEN = ROOT / "tests" / "fixtures" / "authors" / "golden"
+# Benchmarks whose reference scorer reproduces the authors' code; each golden here must replay with no disagreement.
 BENCHMARKS = ("mmlu_pro", "gpqa", "mgsm", "simpleqa", "math500")
 MIN_CRAFTED, MIN_FUZZ = 40, 2000
 
@@ -30,3 +31,19 @@ def test_reference_scorer_gives_the_authors_outputs(benchmark):
     with contextlib.ExitStack() as stack:
         disagreements = replay(golden, TASKS[golden["method"]][1]({}, stack))
     assert not disagreements, f"{len(disagreements)} disagreements with the authors' code:\n" + "\n".join(disagreements[:30])
+
+
+@pytest.mark.parametrize(("case", "flag"), [("no_checkout", "--authors_repo"), ("unknown_benchmark", "--benchmarks"), ("bad_crafted_line", "--benchmarks")])
+def test_compare_with_authors_bad_input_is_one_line(case, flag, tmp_path):
+    checkout = tmp_path / "checkout"
+    (checkout / "investigation").mkdir(parents=True)
+    (checkout / "investigation" / "mgsm_evaluator.py").write_text("")
+    crafted = tmp_path / "crafted"
+    crafted.mkdir()
+    (crafted / "mgsm.jsonl").write_text('{"sample": {}, "response": 3}\n')
+    args = {
+        "no_checkout": ["--authors_repo", tmp_path / "missing"],
+        "unknown_benchmark": ["--authors_repo", checkout, "--benchmarks", "mgsm,hellaswag"],
+        "bad_crafted_line": ["--authors_repo", checkout, "--benchmarks", "mgsm", "--crafted_dir", crafted],
+    }[case]
+    assert_usage_error(run_script("scripts/compare_with_authors.py", *args, in_process=False), flag)
