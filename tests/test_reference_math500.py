@@ -51,6 +51,7 @@ def test_meaningful_gate_counts_runs_of_any_character(response, meaningful):
         pytest.param("3 \\text{ ft} 4 \\text{ in}", "3 \\text{ ft} 4 \\text{ in}", "3ft4in", id="two unit texts: the basic form gives up"),
         pytest.param("2\\sqrt", "2\\sqrt", "2\\sqrt", id="a trailing sqrt: the basic form gives up"),
         pytest.param("\\frac3", "\\frac3", "%s/%s3", id="a one-character frac part is left alone"),
+        pytest.param("1 \\dfrac", "1 \\dfrac", "1%s/%s", id="an empty frac part: the basic form gives up"),
         pytest.param("\\\\%%5", "%5", "", id="the percent sign is removed twice"),
         pytest.param("3\\dfrac{1}{4}", "3\\frac{1}{4}", "3+1/4", id="a dfrac mixed number is a sum"),
         pytest.param("7 3/4", "\\frac{73}{4}", "7+3/4", id="a spaced mixed number"),
