@@ -114,7 +114,7 @@ def main() -> None:
         output.write_json(rescored)
     primary = rescored.get("primary_metric")
     for entry in rescored["results"]:
-        logger.info("Level %s: %s %s; the authors' metrics %s", entry.get("masking_level"), primary, entry.get(primary), {key: value for key, value in entry["reference"].items() if not isinstance(value, dict)})
+        logger.info("Level %s: %s %s; the authors' metrics %s", entry.get("masking_level"), primary, entry.get(primary), {key: value for key, value in entry["reference"].items() if not isinstance(value, (dict, list))})
     logger.info("Wrote %s", output.given)
 
 

@@ -16,7 +16,7 @@ from critical_neurons.rescoring import TASKS
 
 GOLDEN = ROOT / "tests" / "fixtures" / "authors" / "golden"
 # Benchmarks whose reference scorer reproduces the authors' code; each golden here must replay with no disagreement.
-BENCHMARKS = ("mmlu_pro", "gpqa", "mgsm", "simpleqa", "ifeval", "humaneval")
+BENCHMARKS = ("mmlu_pro", "gpqa", "mgsm", "simpleqa", "ifeval", "humaneval", "math500")
 MIN_CRAFTED, MIN_FUZZ = 40, 2000
 # HumanEval's cases run programs (a few tenths of a second each), so its golden keeps fewer random ones.
 FUZZ_RECORDED = {"humaneval": 100}

@@ -103,7 +103,7 @@ def test_cli_end_to_end(tiny_model_path, tmp_path):
         detail = entry["detailed_results"][0]
         assert {"prompt", "response", "extracted_answer", "answer_source", "gold", "is_correct"} <= set(detail)
         assert detail["prompt"].startswith("Solve this math problem step by step:\n\n") and detail["prompt"].endswith("\n\nSolution:")
-        assert 0.0 <= entry["reference"]["accuracy"] <= 1.0 and {"extracted_answer", "verdict", "is_correct"} <= set(detail["reference"])
+        assert 0.0 <= entry["reference"]["accuracy"] <= 1.0 and {"predicted_answer", "is_meaningful_response", "is_correct", "debug_info"} <= set(detail["reference"])
     rescored = tmp_path / "rescored.json"
     run_script("evaluation/rescore.py", output, "--output_file", rescored, check=True)
     assert json.loads(rescored.read_text())["results"] == result["results"]  # the stored details are enough to rescore

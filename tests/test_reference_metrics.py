@@ -191,7 +191,7 @@ def verifier():
 def test_math_disagreements(verifier, response, gold, ours, theirs, their_answer):
     sample = {"unique_id": "u", "subject": "Algebra", "level": "1", "answer": gold}
     corrected, reference = both(math500.task(verifier), sample, response)
-    assert corrected["is_correct"] == ours and reference["is_correct"] == theirs and reference["extracted_answer"] == their_answer
+    assert corrected["is_correct"] == ours and reference["is_correct"] == theirs and reference["predicted_answer"] == their_answer
 
 
 def test_math_authors_level_block(verifier):

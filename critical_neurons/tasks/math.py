@@ -3,7 +3,7 @@ and ``math-verify`` equivalence, hard-bounded in time; accuracy over all problem
 
 The reference's boxed regex stopped at the first ``}`` (``\\boxed{\\frac{1}{2}}`` read as ``\\frac{1``),
 its keyword fallbacks caught noise, and its sympy check had no timeout. Its scorer runs beside this
-one (``reference`` blocks; :mod:`critical_neurons.tasks.math_reference`), its grading bounded in time too.
+one (``reference`` blocks; :mod:`critical_neurons.reference.math500`), its grading bounded in time too.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from typing import Any
 from math_verify import parse, verify
 
 from critical_neurons.data import TEXT, load_rows, require_fields
-from critical_neurons.tasks import math_reference
-from critical_neurons.tasks.common import GenerativeTask, TaskDefaults, group_accuracy, is_meaningful, mean, rate, ratio, reference_view
+from critical_neurons.reference import math500 as reference
+from critical_neurons.tasks.common import GenerativeTask, TaskDefaults, group_accuracy, is_meaningful, mean, rate
 
 logger = logging.getLogger(__name__)
 
@@ -118,7 +118,7 @@ def _verify_worker(connection: Connection, timeout: int) -> None:
             return
         try:
             if judge == "reference":
-                verdict = "equivalent" if math_reference.grade_answer(answer, gold) else "different"
+                verdict = "equivalent" if reference.grade_answer(answer, gold) else "different"
             else:
                 gold_parsed = parse(f"\\boxed{{{gold}}}", parsing_timeout=timeout)
                 answer_parsed = parse(f"\\boxed{{{answer}}}", parsing_timeout=timeout)
@@ -206,15 +206,15 @@ def task(verifier: BoundedVerifier) -> GenerativeTask:
             "is_meaningful": is_meaningful(response),
         }
 
-    def reference_score(sample: dict[str, Any], response: str) -> dict[str, Any]:
-        """The authors' verdict: their extraction, graded only for a "meaningful" response and a non-empty gold."""
-        answer = math_reference.extract_answer(response)
-        meaningful = is_meaningful(response)
-        graded = answer is not None and meaningful and bool(sample["answer"].strip())
-        verdict = verifier(sample["answer"], answer, judge="reference") if graded else "not graded"
-        return {"extracted_answer": answer, "verdict": verdict, "is_correct": verdict == "equivalent", "is_meaningful": meaningful}
+    def reference_grade(answer: str, gold: str) -> bool | None:
+        """The authors' grader in the worker; None when it overran (their sympy call had no time limit)."""
+        verdict = verifier(gold, answer, judge="reference")
+        return None if verdict == "timeout" else verdict == "equivalent"
 
-    return GenerativeTask(build_prompt=build_prompt, score=score, aggregate=aggregate, reference_score=reference_score, reference_aggregate=reference_aggregate)
+    def reference_score(sample: dict[str, Any], response: str) -> dict[str, Any]:
+        return reference.score(sample, response, grade=reference_grade)
+
+    return GenerativeTask(build_prompt=build_prompt, score=score, aggregate=aggregate, reference_score=reference_score, reference_aggregate=reference.aggregate)
 
 
 def aggregate(details: list[dict[str, Any]]) -> dict[str, Any]:
@@ -229,24 +229,6 @@ def aggregate(details: list[dict[str, Any]]) -> dict[str, Any]:
         "meaningful_response_rate": rate(details, "is_meaningful"),
         "subject_accuracies": group_accuracy(details, "subject"),
         "level_accuracies": group_accuracy(details, "level"),
-    }
-
-
-def reference_aggregate(details: list[dict[str, Any]]) -> dict[str, Any]:
-    """The authors' metrics and names: accuracy over all problems (a "meaningless" response is wrong), per subject."""
-    view = reference_view(details)
-    meaningless = sum(not detail["is_meaningful"] for detail in view)
-    extracted = sum(detail["extracted_answer"] is not None for detail in view)
-    return {
-        "accuracy": rate(view, "is_correct"),
-        "correct_count": sum(detail["is_correct"] for detail in view),
-        "total_samples": len(view),
-        "meaningless_responses": meaningless,
-        "meaningless_response_rate": ratio(meaningless, len(view)),
-        "answer_extracted_count": extracted,
-        "answer_extraction_rate": ratio(extracted, len(view)),
-        "grading_timeouts": sum(detail["verdict"] == "timeout" for detail in view),
-        "subject_accuracies": group_accuracy(view, "subject"),
     }
 
 
