@@ -24,6 +24,8 @@ from typing import Any
 from critical_neurons.cli import ArgumentParser, run, setup_logging
 from critical_neurons.errors import UsageError
 from critical_neurons.evaluation import score_responses
+from critical_neurons.formats import EVALUATION
+from critical_neurons.formats.read import require_kind
 from critical_neurons.io import OutputFile, read_json, run_metadata
 from critical_neurons.rescoring import TASKS, Builder
 from critical_neurons.tasks.common import GenerativeTask
@@ -54,9 +56,7 @@ def scorer_versions() -> dict[str, str | None]:
 
 def check_result(payload: Any, path: str) -> tuple[ModuleType, Builder]:
     """The task module and builder for a generative evaluation result; one-line errors for anything else."""
-    if not isinstance(payload, dict) or payload.get("kind") != "evaluation":
-        kind = payload.get("kind") if isinstance(payload, dict) else type(payload).__name__
-        raise UsageError(FLAG, f"{path} is not an evaluation result (kind {kind!r})", "pass a file written by an evaluation/*_evaluator.py script")
+    require_kind(payload, EVALUATION, path, FLAG, "pass a file written by an evaluation/*_evaluator.py script")
     method = payload.get("method")
     if method in PERPLEXITY_METHODS:
         raise UsageError(FLAG, f"{path} is a {method} perplexity result, which stores no responses to rescore", "rerun evaluation/{method}_evaluator.py instead")
