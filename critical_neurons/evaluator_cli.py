@@ -64,7 +64,7 @@ class EvaluatorRun:
         self.defaults = defaults
         inputs = {"--neuron_file": args.neuron_file, "--dataset_path": getattr(args, "dataset_path", None), "--model_path": args.model_path}
         self.output = OutputFile(args.output_file, inputs=inputs)
-        previous_levels(self.output, EVALUATION)
+        self.previous = previous_levels(self.output, EVALUATION)
         self.neuron_file: NeuronFile | None = read_neuron_file(args.neuron_file) if args.neuron_file else None
         self.records = self.neuron_file.records if self.neuron_file else None
         self.levels = parse_masking_levels(args.masking_levels, args.num_neurons_to_mask, len(self.records) if self.records else None)
@@ -143,9 +143,9 @@ class EvaluatorRun:
     def _requested_batch_size(self) -> int | str | None:
         """``--batch_size``; with auto (or none given), a resumed run keeps the size its output records."""
         requested = self.args.batch_size
-        if requested in (None, "auto") and self.output.exists():
-            previous = self.output.read_json()
-            recorded = previous.get("settings", {}).get("batch_size") if isinstance(previous, dict) and isinstance(previous.get("settings"), dict) else None
+        if requested in (None, "auto") and self.previous is not None:
+            settings = self.previous.get("settings")
+            recorded = settings.get("batch_size") if isinstance(settings, dict) else None
             if isinstance(recorded, int) and recorded > 0:
                 return recorded
         return requested

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import logging
 import math
 import re
@@ -24,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from critical_neurons.formats import CRITICAL_SET
-from critical_neurons.formats.read import check_output, critical_channels, is_number, kind_of, ranking_channels, valid_model
+from critical_neurons.formats.read import critical_channels, is_number, kind_of, load_output, ranking_channels, valid_model
 from critical_neurons.identity import same_model
 from critical_neurons.io import write_text
 from critical_neurons.records import Channel
@@ -80,16 +79,7 @@ def read_result(path: str | Path) -> ResultFile | None:
     """
     path = Path(path)
     try:
-        with open(path, encoding="utf-8") as handle:
-            payload = json.load(handle)
-    except OSError as error:
-        return _skip(path, f"not readable ({error.strerror or error})")
-    except RecursionError:
-        return _skip(path, "JSON nested too deeply to be a result file")
-    except ValueError as error:  # JSONDecodeError, UnicodeDecodeError
-        return _skip(path, f"not valid JSON ({' '.join(str(error).split())})")
-    try:
-        check_output(payload)
+        payload = load_output(path)
     except ValueError as error:
         return _skip(path, str(error))
     return ResultFile(path, payload)

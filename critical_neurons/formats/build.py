@@ -147,6 +147,16 @@ def evaluation_header(
     }
 
 
+def levels_payload(header: dict[str, Any], *, run_key: dict[str, Any], results: list[dict[str, Any]], metadata: dict[str, Any]) -> dict[str, Any]:
+    """An evaluation or random-masking output: its header, the run key that resuming compares, one entry per level."""
+    return {**header, "run_key": run_key, "results": results, "metadata": metadata}
+
+
+def rescored_evaluation(evaluation: dict[str, Any], results: list[dict[str, Any]], *, source: str, metadata: dict[str, Any]) -> dict[str, Any]:
+    """An evaluation whose levels were rescored from their stored responses: its identity blocks kept, the source recorded."""
+    return {**evaluation, "results": results, "rescored_from": source, "rescore_metadata": metadata}
+
+
 def random_masking_header(
     population: Population,
     *,

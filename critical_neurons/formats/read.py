@@ -1,17 +1,19 @@
 """Readers of every output kind: the shape each kind must have, checked before anything uses a file.
 
 Scripts get one-line :class:`~critical_neurons.errors.UsageError` messages naming the flag; the report
-gets a ValueError per broken file (it skips that file with one warning) from :func:`check_shape`.
+gets a one-line ValueError per unusable file from :func:`load_output` (it skips that file with one warning).
 Files without ``kind`` (the authors' rankings, outputs of versions before kinds were recorded) still
 read as neuron files; everything else asks for ``kind`` and says how to regenerate a file without it.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from critical_neurons.errors import UsageError
@@ -146,6 +148,21 @@ def check_output(payload: Any) -> str:
     except ValueError as error:
         raise ValueError(f"a {kind} file with a broken shape ({error})") from None
     return kind
+
+
+def load_output(path: str | Path) -> dict[str, Any]:
+    """A well-formed output read from ``path``; a one-line ValueError saying why it is not one (the report skips such files)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            payload = json.load(handle)
+    except OSError as error:
+        raise ValueError(f"not readable ({error.strerror or error})") from None
+    except RecursionError:
+        raise ValueError("JSON nested too deeply to be a result file") from None
+    except ValueError as error:  # JSONDecodeError, UnicodeDecodeError
+        raise ValueError(f"not valid JSON ({' '.join(str(error).split())})") from None
+    check_output(payload)
+    return payload
 
 
 def check_shape(payload: dict[str, Any]) -> None:
