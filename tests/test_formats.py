@@ -115,8 +115,8 @@ def test_every_kind_round_trips_through_builder_and_reader(kind, tmp_path):
     path = tmp_path / f"{kind}.json"
     payload = BUILDERS[kind]()
     write_json(path, payload)
-    assert read_output(str(path), kind, "--file", "rerun it") == json.loads(path.read_text())
-    assert read_output(str(path), kind, "--file", "rerun it")["kind"] == kind
+    read = read_output(str(path), kind, "--file", "rerun it")
+    assert read == json.loads(path.read_text()) and read["kind"] == kind and set(read) == set(payload)
     result = read_result(path)
     assert result is not None and result.kind == kind and result.payload == json.loads(path.read_text())
 
