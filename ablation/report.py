@@ -22,6 +22,8 @@ from typing import Any
 
 from critical_neurons.cli import ArgumentParser, integer, parse_arguments, run
 from critical_neurons.figures import plot_ablation, plot_locations, plot_perplexity_curves
+from critical_neurons.formats import CHARACTERIZATION, CRITICAL_SET, EVALUATION, RANDOM_MASKING, RANKING
+from critical_neurons.formats.read import critical_channels, ranking_channels
 from critical_neurons.io import check_output_path, write_text
 from critical_neurons.reporting import (
     ABLATION_COLUMNS,
@@ -31,7 +33,6 @@ from critical_neurons.reporting import (
     ablation_rows,
     before_after_rows,
     comparison_rows,
-    critical_channels,
     critical_set_rows,
     json_files,
     markdown_tables,
@@ -39,7 +40,6 @@ from critical_neurons.reporting import (
     model_labels,
     of_kind,
     paired_critical_set,
-    ranking_channels,
     read_result,
     read_results,
     sweep_curves,
@@ -67,7 +67,7 @@ def ablation_tables(folder: Path, top_k: int, out: Path) -> tuple[list[str], dic
             continue
         rankings = []
         for result in read_results(paths):
-            if result.kind == "ranking":
+            if result.kind == RANKING:
                 rankings.append(result)
             else:
                 logger.warning("Skipping %s: a %s file, not a ranking", result.path, result.kind)
@@ -103,11 +103,11 @@ def main() -> None:
     ranking_path = Path(args.ranking or Path(args.neurons_dir) / "importance_ranked_neurons.json")
     ranking = read_result(ranking_path) if ranking_path.is_file() else None
     labels = model_labels([*results, *([ranking] if ranking else [])])
-    stage2 = of_kind(results, "critical_set")
-    evaluations = of_kind(results, "evaluation")
+    stage2 = of_kind(results, CRITICAL_SET)
+    evaluations = of_kind(results, EVALUATION)
     sweeps = [(result, method) for result in evaluations if (method := sweep_method(result))]
     swept = {result.path for result, _ in sweeps}
-    curves = sweep_curves(sweeps, of_kind(results, "random_masking"), labels)
+    curves = sweep_curves(sweeps, of_kind(results, RANDOM_MASKING), labels)
     sections, figures = ["# Results report\n"], []
 
     for rows, stem, title, columns in (
@@ -120,7 +120,7 @@ def main() -> None:
         else:
             logger.info("No inputs for the table %r; skipped", title)
 
-    for result in of_kind(results, "characterization"):
+    for result in of_kind(results, CHARACTERIZATION):
         title = f"What the critical neurons are: {labels[model_key(result.model)]} ({result.path.name})"
         section = f"### {title}\n\n{markdown_tables(result.payload)}\n"
         write_text(out / f"characterization_{result.path.stem}.md", section, "--output_dir")
@@ -130,7 +130,7 @@ def main() -> None:
         panels = {f"{model}: {task} perplexity": methods for (model, task), methods in curves.items()}
         figures.append(plot_perplexity_curves(panels, assets / "perplexity_vs_neurons_masked.png"))
 
-    if ranking is not None and ranking.kind == "ranking":
+    if ranking is not None and ranking.kind == RANKING:
         critical = paired_critical_set(ranking, stage2)
         title = f"Where the top {args.location_top} ranked records of {labels[model_key(ranking.model)]} sit ({ranking_path.name})"
         channels = ranking_channels({"top_neurons": ranking.payload["top_neurons"][: args.location_top]})

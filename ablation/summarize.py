@@ -18,9 +18,11 @@ from typing import Any
 
 from critical_neurons.cli import ArgumentParser, encode_text, integer, number, parse_arguments, run
 from critical_neurons.errors import UsageError
+from critical_neurons.formats.build import ablation_summary_payload, critical_set_search
+from critical_neurons.formats.read import read_neuron_file, read_ranking_file
 from critical_neurons.identification import critical_prefix
 from critical_neurons.identity import model_identity
-from critical_neurons.io import OutputFile, check_output_path, read_neuron_file, run_metadata, write_json
+from critical_neurons.io import OutputFile, check_output_path, run_metadata, write_json
 from critical_neurons.models import DTYPE_CHOICES, load_model
 from critical_neurons.reporting import ABLATION_COLUMNS, ResultFile, ablation_rows, write_table
 
@@ -28,12 +30,8 @@ logger = logging.getLogger("summarize")
 
 
 def read_ranking(path: str, flag: str) -> ResultFile:
-    """A ranking file (stage 1, AM, GM; the authors' own too), its records checked; anything else is a usage error."""
-    neuron_file = read_neuron_file(path, flag)
-    kind = neuron_file.payload.get("kind", "ranking")
-    if neuron_file.key != "top_neurons" or kind != "ranking":
-        raise UsageError(flag, f"{path} is not a ranking file (kind {kind}, records under '{neuron_file.key}')", "pass files written by stage 1, AM or GM")
-    return ResultFile(Path(path), neuron_file.payload)
+    """A ranking file (stage 1, AM, GM; the authors' own too), its records checked, as the report reads it."""
+    return ResultFile(Path(path), read_ranking_file(path, flag).payload)
 
 
 def stage2_runner(model_path: str, dtype: str, max_magnitude: float, allow_other_model: bool) -> Callable[[ResultFile], dict[str, Any]]:
@@ -50,11 +48,7 @@ def stage2_runner(model_path: str, dtype: str, max_magnitude: float, allow_other
             raise UsageError("--rankings", f"{ranking.path} records no input_text to run stage 2 on", "write its X_critical.json with method/2_neuron_identification.py")
         input_ids = encode_text(tokenizer, text, "--rankings", min_tokens=2, max_length=512)
         found = critical_prefix(model, input_ids, neuron_file.records, max_magnitude=max_magnitude)
-        return {
-            "final_masked_neurons": [record.to_dict() for record in found.records],
-            "masking_steps": [step.to_dict(found.baseline_log10_perplexity) for step in found.steps],
-            "stopping_reason": found.stopping_reason,
-        }
+        return critical_set_search(found)
 
     return stage2
 
@@ -86,16 +80,9 @@ def main() -> None:
         name = stem.name.removesuffix("_summary")
         title = args.title or stem.name.replace("_", " ")
         section = write_table(stem, title, rows, ABLATION_COLUMNS, "--output")
-        summary = {
-            "kind": "ablation_summary",
-            "method": name,
-            "title": title,
-            "default_ranking": args.default,
-            "top_k": args.top_k,
-            "model": default.model,
-            "rows": rows,
-            "metadata": run_metadata(vars(args), started),
-        }
+        summary = ablation_summary_payload(
+            name=name, title=title, default_ranking=args.default, top_k=args.top_k, model=default.model, rows=rows, metadata=run_metadata(vars(args), started),
+        )
         write_json(f"{stem}.json", summary, "--output")
         print(section)
         logger.info("Wrote %s, %s.csv and %s.json", output.given, stem, stem)

@@ -18,6 +18,9 @@ from critical_neurons.cli import ArgumentParser, add_model_arguments, integer, p
 from critical_neurons.errors import UsageError
 from critical_neurons.evaluation import MASK_MODES, LevelRunner, parse_levels
 from critical_neurons.folding import plan_folds
+from critical_neurons.formats import RANDOM_MASKING
+from critical_neurons.formats.build import random_masking_header
+from critical_neurons.formats.read import previous_levels
 from critical_neurons.identity import data_digest, model_identity, run_key
 from critical_neurons.io import OutputFile
 from critical_neurons.models import load_model, model_info
@@ -48,7 +51,7 @@ def main() -> None:
     if args.modules and args.population == "reference":
         raise UsageError("--modules", "only applies to --population sites", "drop --modules or use --population sites")
     with OutputFile(args.output_file, inputs={"--dataset_path": args.dataset_path}) as output:
-        output.read_previous_levels("random_masking")
+        previous_levels(output, RANDOM_MASKING)
         texts = wikitext_texts(args.dataset_path, args.subset_name, args.split)[: args.max_samples]
         model, tokenizer = load_model(args.model_path, args.dtype, args.device_map, args.trust_remote_code)
         sequences = tokenize_texts(tokenizer, texts, args.max_length)
@@ -67,16 +70,16 @@ def main() -> None:
         identity = model_identity(model, args.model_path)
         info = {**model_info(model, args.model_path), "population_size": population.size, "population": population.kind, "population_modules": len(population.sites)}
         settings = {"num_runs": args.num_runs, "population": population.kind, "modules": args.modules, "max_length": args.max_length, "batch_size": args.batch_size}
-        header = {
-            "kind": "random_masking",
-            "method": f"random_{population.kind}",
-            "primary_metric": "mean_perplexity",
-            "model": identity,
-            "model_info": info,
-            "dataset_info": {"source": args.dataset_path or f"{WIKITEXT_HUB}/{args.subset_name}", "split": args.split, "num_texts": len(texts)},
-            "settings": settings,
-            "experiment_info": {"masking_levels": levels, "num_runs": args.num_runs, "base_seed": args.seed, "population": population.kind, "seeding": "numpy default_rng([seed, level, run])"},
-        }
+        header = random_masking_header(
+            population,
+            model=identity,
+            model_info=info,
+            dataset_info={"source": args.dataset_path or f"{WIKITEXT_HUB}/{args.subset_name}", "split": args.split, "num_texts": len(texts)},
+            settings=settings,
+            levels=levels,
+            num_runs=args.num_runs,
+            seed=args.seed,
+        )
         selection = {"max_samples": args.max_samples, "subset_name": args.subset_name, "split": args.split}
         key = run_key(identity, dtype=info["dtype"], records=None, data=data_digest(texts), seed=args.seed, selection=selection, settings=settings)
         runner = LevelRunner(output, header=header, run_key=key, levels=levels, summary_columns=SUMMARY_COLUMNS, arguments=vars(args))

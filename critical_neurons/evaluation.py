@@ -17,6 +17,8 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from critical_neurons.errors import UsageError
 from critical_neurons.folding import can_fold, check_fold, folded, plan_folds
+from critical_neurons.formats.build import levels_payload
+from critical_neurons.formats.read import kind_of, previous_levels
 from critical_neurons.generation import GenerationSettings, generate
 from critical_neurons.io import OutputFile, run_metadata
 from critical_neurons.masking import NeuronMasker
@@ -136,7 +138,7 @@ class LevelRunner:
         self.results = self._previous_results()
 
     def _previous_results(self) -> list[dict[str, Any]]:
-        previous = self.output.read_previous_levels(self.header["kind"])
+        previous = previous_levels(self.output, kind_of(self.header))
         if previous is None:
             return []
         differing = _differing_keys(self.run_key, previous.get("run_key"))
@@ -164,7 +166,7 @@ class LevelRunner:
     def payload(self) -> dict[str, Any]:
         order = {level: index for index, level in enumerate(self.levels)}
         results = sorted(self.results, key=lambda entry: order.get(entry["masking_level"], len(order)))
-        return {**self.header, "run_key": self.run_key, "results": results, "metadata": run_metadata(self.arguments, self.started)}
+        return levels_payload(self.header, run_key=self.run_key, results=results, metadata=run_metadata(self.arguments, self.started))
 
     def print_summary(self) -> None:
         columns = ["masking_level", "distinct_channels_masked", *(self.summary_columns or [self.header.get("primary_metric", "")])]

@@ -15,14 +15,15 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from critical_neurons.cli import add_model_arguments, add_neuron_file_arguments, integer
 from critical_neurons.evaluation import MASK_MODES, GenerationSettings, LevelRunner, evaluate_generative, level_channels, masked_evaluation, parse_masking_levels, resolve_mask_mode
+from critical_neurons.formats import EVALUATION
+from critical_neurons.formats.build import evaluation_header
+from critical_neurons.formats.read import NeuronFile, previous_levels, read_neuron_file
 from critical_neurons.generation import COMPILE_CHOICES, plan_generation
 from critical_neurons.identity import data_digest, model_identity, run_key
-from critical_neurons.io import NeuronFile, OutputFile, read_neuron_file
+from critical_neurons.io import OutputFile
 from critical_neurons.masking import validate_channels
 from critical_neurons.models import load_model, model_info
 from critical_neurons.tasks.common import GenerativeTask, TaskDefaults
-
-EVALUATION_KIND = "evaluation"
 
 
 def add_evaluator_arguments(parser: argparse.ArgumentParser, defaults: TaskDefaults, *, dataset: bool = True) -> None:
@@ -63,7 +64,7 @@ class EvaluatorRun:
         self.defaults = defaults
         inputs = {"--neuron_file": args.neuron_file, "--dataset_path": getattr(args, "dataset_path", None), "--model_path": args.model_path}
         self.output = OutputFile(args.output_file, inputs=inputs)
-        self.output.read_previous_levels(EVALUATION_KIND)
+        self.previous = previous_levels(self.output, EVALUATION)
         self.neuron_file: NeuronFile | None = read_neuron_file(args.neuron_file) if args.neuron_file else None
         self.records = self.neuron_file.records if self.neuron_file else None
         self.levels = parse_masking_levels(args.masking_levels, args.num_neurons_to_mask, len(self.records) if self.records else None)
@@ -126,16 +127,15 @@ class EvaluatorRun:
         if self.generation is not None:
             settings.update(self.generation.to_dict())
         selection = {"max_samples": getattr(self.args, "max_samples", None), **(selection or {})}
-        self.header = header = {
-            "kind": EVALUATION_KIND,
-            "method": self.defaults.name,
-            "primary_metric": primary_metric or self.defaults.primary_metric,
-            "reference_metric": self.defaults.reference_metric or None,
-            "model": self.identity,
-            "model_info": info,
-            "dataset_info": dataset_info,
-            "settings": settings,
-        }
+        self.header = header = evaluation_header(
+            method=self.defaults.name,
+            primary_metric=primary_metric or self.defaults.primary_metric,
+            reference_metric=self.defaults.reference_metric,
+            model=self.identity,
+            model_info=info,
+            dataset_info=dataset_info,
+            settings=settings,
+        )
         key = run_key(self.identity, dtype=info["dtype"], records=self.records, data=data_digest(samples), seed=self.args.seed, selection=selection, settings=settings)
         runner = LevelRunner(self.output, header=header, run_key=key, levels=self.levels, summary_columns=self.defaults.summary_columns, arguments=vars(self.args))
         return runner.run(masked_evaluation(self.model, self.records, evaluate, mask_mode=self.mask_mode, tokenizer=self.tokenizer))
@@ -143,9 +143,9 @@ class EvaluatorRun:
     def _requested_batch_size(self) -> int | str | None:
         """``--batch_size``; with auto (or none given), a resumed run keeps the size its output records."""
         requested = self.args.batch_size
-        if requested in (None, "auto") and self.output.exists():
-            previous = self.output.read_json()
-            recorded = previous.get("settings", {}).get("batch_size") if isinstance(previous, dict) and isinstance(previous.get("settings"), dict) else None
+        if requested in (None, "auto") and self.previous is not None:
+            settings = self.previous.get("settings")
+            recorded = settings.get("batch_size") if isinstance(settings, dict) else None
             if isinstance(recorded, int) and recorded > 0:
                 return recorded
         return requested

@@ -1,10 +1,9 @@
-"""JSON outputs (atomic, locked, always valid) and neuron-file reading."""
+"""JSON outputs: atomic, locked, always valid (what each kind holds is in :mod:`critical_neurons.formats`)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import math
 import os
 import platform
@@ -13,7 +12,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
@@ -21,12 +19,6 @@ from typing import Any
 from filelock import FileLock, Timeout
 
 from critical_neurons.errors import UsageError
-from critical_neurons.identity import same_model
-from critical_neurons.records import NeuronRecord
-
-logger = logging.getLogger(__name__)
-
-NEURON_LIST_KEYS = ("top_neurons", "neurons", "final_masked_neurons")
 
 
 def finite_or_none(value: Any) -> Any:
@@ -148,26 +140,6 @@ class OutputFile:
     def read_json(self) -> Any:
         return read_json(str(self.path), self.flag)
 
-    def read_previous(self, kind: str) -> dict[str, Any] | None:
-        """The output already there when it is a ``kind`` output of this toolkit, None when there is none;
-        anything else is refused naming the flag, so a run never overwrites another kind of file."""
-        if not self.exists():
-            return None
-        previous = self.read_json()
-        if not isinstance(previous, dict) or previous.get("kind") != kind:
-            raise UsageError(self.flag, f"{self.given} is not a {kind} result of this toolkit", "choose another output file or move the old one away")
-        return previous
-
-    def read_previous_levels(self, kind: str) -> dict[str, Any] | None:
-        """As :meth:`read_previous`, for outputs resumed per masking level: ``results`` must be level
-        entries, each with an integer ``masking_level`` (checked before any model loads or level runs)."""
-        previous = self.read_previous(kind)
-        if previous is not None:
-            results = previous.get("results", [])
-            if not isinstance(results, list) or not all(isinstance(entry, dict) and type(entry.get("masking_level")) is int for entry in results):
-                raise UsageError(self.flag, f"{self.given} has a broken 'results' list (not a list of levels, each with an integer masking_level)", "choose another output file or move the old one away")
-        return previous
-
     def write_json(self, payload: Any) -> None:
         write_json(self.path, payload, self.flag)
 
@@ -186,78 +158,6 @@ def read_json(path: str, flag: str) -> Any:
         raise UsageError(flag, f"{path} is not valid JSON ({error})", "regenerate the file") from None
     except RecursionError:
         raise UsageError(flag, f"{path} is nested too deeply to be a result file", "pass the JSON written by an earlier step") from None
-
-
-@dataclass
-class NeuronFile:
-    """A ranking file (``top_neurons``) or a Stage-2 result (``final_masked_neurons``), read and checked."""
-
-    path: str
-    payload: dict[str, Any]
-    key: str
-    records: list[NeuronRecord]
-    flag: str = "--neuron_file"
-
-    @property
-    def is_critical_set(self) -> bool:
-        return self.key == "final_masked_neurons"
-
-    @property
-    def model(self) -> dict[str, Any] | None:
-        model = self.payload.get("model")
-        return model if isinstance(model, dict) else None
-
-    @property
-    def test_text(self) -> str | None:
-        text = self.payload.get("test_text")
-        return text if isinstance(text, str) else None
-
-    def check_model(self, identity: dict[str, Any], allow_other_model: bool = False) -> None:
-        """Refuse a file made for another model (type and fingerprint), unless ``allow_other_model``.
-
-        Files that record no model (the authors' own, or older ones) are accepted with a warning.
-        """
-        recorded = self.model
-        if recorded is None:
-            logger.warning("%s records no model, so it cannot be checked against %s", self.path, identity["path"])
-            return
-        if same_model(recorded, identity):
-            return
-        problem = (
-            f"{self.path} was made for the {recorded.get('model_type')} model {recorded.get('path')} "
-            f"(fingerprint {recorded.get('fingerprint')}), not this {identity['model_type']} model {identity['path']} "
-            f"(fingerprint {identity['fingerprint']})"
-        )
-        if not allow_other_model:
-            raise UsageError(self.flag, problem, "use a neuron file made for this model, or pass --allow_other_model")
-        logger.warning("%s; used anyway (--allow_other_model)", problem)
-
-
-def read_neuron_file(path: str, flag: str = "--neuron_file") -> NeuronFile:
-    """Records from a ranking file (``top_neurons``/``neurons``) or a stage-2 result (``final_masked_neurons``).
-
-    An empty list or a malformed record is an error (the reference silently masked nothing);
-    non-finite scores are kept with a warning.
-    """
-    payload = read_json(path, flag)
-    if not isinstance(payload, dict):
-        raise UsageError(flag, f"{path} holds no neuron list", "pass a ranking file or a stage-2 result")
-    key = next((key for key in NEURON_LIST_KEYS if isinstance(payload.get(key), list)), None)
-    if key is None:
-        raise UsageError(flag, f"{path} has none of the keys {', '.join(NEURON_LIST_KEYS)}", "pass a ranking file or a stage-2 result")
-    entries = payload[key]
-    if not entries:
-        raise UsageError(flag, f"{path} has an empty '{key}' list", "rerun the step that wrote it")
-    records = []
-    for index, entry in enumerate(entries):
-        try:
-            records.append(NeuronRecord.from_dict(entry))
-        except ValueError as error:
-            raise UsageError(flag, f"{path}: record {index} of '{key}' is malformed ({error})", "regenerate the file") from None
-    non_finite = sum(not math.isfinite(record.score) for record in records)
-    if non_finite:
-        logger.warning("%s: %d records have a non-finite score (null); they keep their place in the list", path, non_finite)
-    return NeuronFile(path, payload, key, records, flag)
 
 
 def git_commit() -> str | None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 
@@ -117,39 +116,3 @@ def log_ranking(ranking: Ranking, score_name: str) -> None:
     for rank, record in enumerate(ranking.records[:10], start=1):
         logger.info("Rank %d: %s channel %d position %d, %s %.6g", rank, record.layer_name, record.hidden_idx, record.seq_idx, score_name, record.score)
 
-
-def ranking_file(
-    ranking: Ranking,
-    *,
-    method: str,
-    input_text: str,
-    noise_scale: float | None,
-    num_samples: int,
-    num_tokens: int,
-    model: dict[str, Any],
-    model_info: dict[str, Any],
-    metadata: dict[str, Any],
-    **extra: Any,
-) -> dict[str, Any]:
-    """The ranking-file schema shared by Stage 1, AM and GM: the reference's keys, then how it was made.
-
-    ``model`` is the identity block (:func:`critical_neurons.identity.model_identity`) every consumer checks.
-    """
-    return {
-        "kind": "ranking",
-        "method": method,
-        "input_text": input_text,
-        "noise_scale": noise_scale,
-        "num_samples": num_samples,
-        "total_neurons": ranking.total_candidates,
-        "top_neurons": [record.to_dict() for record in ranking.records],
-        **extra,
-        "num_distinct_channels": ranking.num_distinct_channels,
-        "num_tokens": num_tokens,
-        "sites": ranking.sites,
-        "skipped_sites": ranking.skipped_sites,
-        "non_finite_scores": ranking.non_finite_scores,
-        "model": model,
-        "model_info": model_info,
-        "metadata": metadata,
-    }

@@ -16,10 +16,11 @@ import torch
 from transformers import PreTrainedModel
 
 from critical_neurons.cli import encode_text
+from critical_neurons.formats.build import ranking_payload
 from critical_neurons.identity import model_identity
 from critical_neurons.io import OutputFile, run_metadata
 from critical_neurons.models import load_model, max_positions, model_info
-from critical_neurons.ranking import Ranking, log_ranking, ranking_file
+from critical_neurons.ranking import Ranking, log_ranking
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ def write_ranking(
         compute_s = round(time.time() - compute_started, 3)
         log_ranking(ranking, score_name)
         output.write_json(
-            ranking_file(
+            ranking_payload(
                 ranking,
                 method=method,
                 input_text=args.input_text,

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import logging
 import math
 import re
@@ -23,15 +22,16 @@ from typing import Any
 
 import numpy as np
 
+from critical_neurons.formats import CRITICAL_SET
+from critical_neurons.formats.read import critical_channels, is_number, kind_of, load_output, ranking_channels, valid_model
 from critical_neurons.identity import same_model
 from critical_neurons.io import write_text
-from critical_neurons.records import Channel, NeuronRecord
+from critical_neurons.records import Channel
 
 logger = logging.getLogger(__name__)
 
 LAYER_INDEX = re.compile(r"\.(\d+)\.")
 COMPARISON_LEVELS = tuple(range(100, 1001, 100))
-MODEL_KEYS = ("path", "model_type", "fingerprint")
 ModelKey = tuple[str, str]  # (model_type, fingerprint): what makes two files one model's
 
 
@@ -47,8 +47,7 @@ class ResultFile:
 
     @property
     def kind(self) -> str | None:
-        kind = self.payload.get("kind")
-        return kind if isinstance(kind, str) else None
+        return kind_of(self.payload)
 
     @property
     def method(self) -> str:
@@ -58,7 +57,7 @@ class ResultFile:
     def model(self) -> dict[str, Any] | None:
         """The ``model`` block, or None where the file records none (the authors' files, older outputs)."""
         model = self.payload.get("model")
-        return model if _valid_model(model) else None
+        return model if valid_model(model) else None
 
 
 def json_files(folder: str | Path) -> list[Path]:
@@ -80,25 +79,9 @@ def read_result(path: str | Path) -> ResultFile | None:
     """
     path = Path(path)
     try:
-        with open(path, encoding="utf-8") as handle:
-            payload = json.load(handle)
-    except OSError as error:
-        return _skip(path, f"not readable ({error.strerror or error})")
-    except RecursionError:
-        return _skip(path, "JSON nested too deeply to be a result file")
-    except ValueError as error:  # JSONDecodeError, UnicodeDecodeError
-        return _skip(path, f"not valid JSON ({' '.join(str(error).split())})")
-    if not isinstance(payload, dict):
-        return _skip(path, f"a JSON {type(payload).__name__}, not an object")
-    if "kind" not in payload:
-        return _skip(path, "no 'kind' field (an older output or another tool's file); rerun the step that wrote it")
-    kind = payload["kind"]
-    if not isinstance(kind, str):
-        return _skip(path, f"'kind' is not a string ({kind!r:.40})")
-    try:
-        SHAPE_CHECKS.get(kind, _no_check)(payload)
+        payload = load_output(path)
     except ValueError as error:
-        return _skip(path, f"a {kind} file with a broken shape ({error})")
+        return _skip(path, str(error))
     return ResultFile(path, payload)
 
 
@@ -109,129 +92,6 @@ def read_results(paths: Iterable[str | Path]) -> list[ResultFile]:
 
 def of_kind(results: Iterable[ResultFile], kind: str) -> list[ResultFile]:
     return [result for result in results if result.kind == kind]
-
-
-def _valid_model(model: Any) -> bool:
-    return isinstance(model, dict) and all(isinstance(model.get(key), str) and model[key] for key in MODEL_KEYS)
-
-
-def _is_number(value: Any) -> bool:
-    """A JSON number a float can hold (an integer past 1e308 would overflow every later computation)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return False
-    try:
-        float(value)
-    except OverflowError:
-        return False
-    return True
-
-
-def _numbers(entry: dict[str, Any], names: Iterable[str], where: str) -> None:
-    """Each of ``names`` present in ``entry`` is a number or null."""
-    for name in names:
-        value = entry.get(name)
-        if value is not None and not _is_number(value):
-            raise ValueError(f"{where}: '{name}' is not a number ({value!r:.40})")
-
-
-def record_channels(entries: Any, key: str) -> list[Channel]:
-    """Distinct channels of a record list, best first; ValueError naming the first malformed record."""
-    if not isinstance(entries, list):
-        raise ValueError(f"'{key}' is not a list")
-    channels = []
-    for index, entry in enumerate(entries):
-        try:
-            channels.append(NeuronRecord.from_dict(entry).channel)
-        except ValueError as error:
-            raise ValueError(f"record {index} of '{key}' is malformed ({error})") from None
-    return list(dict.fromkeys(channels))
-
-
-def ranking_channels(payload: dict[str, Any]) -> list[Channel]:
-    """Distinct channels of a ranking file, best first (first appearance of each channel)."""
-    return record_channels(payload.get("top_neurons"), "top_neurons")
-
-
-def critical_channels(payload: dict[str, Any]) -> list[Channel]:
-    """The critical channels of a stage-2 result."""
-    return record_channels(payload.get("final_masked_neurons"), "final_masked_neurons")
-
-
-def _check_identity(payload: dict[str, Any]) -> None:
-    if not isinstance(payload.get("method"), str) or not payload["method"]:
-        raise ValueError("no 'method'")
-    if not _valid_model(payload.get("model")):
-        raise ValueError("no 'model' block with path, model_type and fingerprint")
-
-
-def _check_ranking(payload: dict[str, Any]) -> None:
-    _check_identity(payload)
-    ranking_channels(payload)
-
-
-def _check_critical_set(payload: dict[str, Any]) -> None:
-    _check_identity(payload)
-    critical_channels(payload)
-    steps = payload.get("masking_steps")
-    if not isinstance(steps, list) or not all(isinstance(step, dict) for step in steps):
-        raise ValueError("'masking_steps' is not a list of objects")
-    _numbers(payload, ("baseline_perplexity",), "the file")
-    for step in steps[-1:]:
-        _numbers(step, ("log10_perplexity", "magnitude_increase"), "the last masking step")
-
-
-def _check_levels(payload: dict[str, Any], extra: Sequence[str]) -> None:
-    """``results`` is a non-empty list of level entries, each with a level and a numeric headline metric."""
-    _check_identity(payload)
-    metric = payload.get("primary_metric")
-    if not isinstance(metric, str) or not metric:
-        raise ValueError("no 'primary_metric'")
-    if not isinstance(payload.get("model_info", {}), dict):
-        raise ValueError("'model_info' is not an object")
-    results = payload.get("results")
-    if not isinstance(results, list) or not results:
-        raise ValueError("'results' is not a non-empty list")
-    for index, entry in enumerate(results):
-        if not isinstance(entry, dict):
-            raise ValueError(f"results[{index}] is not an object")
-        level = entry.get("masking_level")
-        if type(level) is not int or not 0 <= level < 2**53:  # levels are plotted as floats
-            raise ValueError(f"results[{index}] has no masking_level (a non-negative integer)")
-        if metric not in entry:
-            raise ValueError(f"results[{index}] has no '{metric}' (the file's primary_metric)")
-        _numbers(entry, (metric, f"log10_{metric}", *extra), f"results[{index}]")
-
-
-def _check_evaluation(payload: dict[str, Any]) -> None:
-    _check_levels(payload, ("distinct_channels_masked",))
-    neuron_method = payload.get("model_info", {}).get("neuron_method")
-    if neuron_method is not None and not isinstance(neuron_method, str):
-        raise ValueError("'model_info.neuron_method' is not a string")
-
-
-def _check_random_masking(payload: dict[str, Any]) -> None:
-    _check_levels(payload, ("std_perplexity", "min_log10_perplexity", "max_log10_perplexity"))
-
-
-def _check_characterization(payload: dict[str, Any]) -> None:
-    _check_identity(payload)
-    try:
-        markdown_tables(payload)
-    except (KeyError, TypeError, IndexError, AttributeError) as error:
-        raise ValueError(f"its tables cannot be drawn ({type(error).__name__}: {error})") from None
-
-
-def _no_check(payload: dict[str, Any]) -> None:
-    """Kinds the report does not read (summaries, lesions, ...) are kept unchecked and then ignored."""
-
-
-SHAPE_CHECKS: dict[str, Callable[[dict[str, Any]], None]] = {
-    "ranking": _check_ranking,
-    "critical_set": _check_critical_set,
-    "evaluation": _check_evaluation,
-    "random_masking": _check_random_masking,
-    "characterization": _check_characterization,
-}
 
 
 # ---- models ----------------------------------------------------------------------------------
@@ -280,7 +140,7 @@ def log10_of(entry: dict[str, Any], key: str) -> float | None:
     if entry.get(f"log10_{key}") is not None:
         return float(entry[f"log10_{key}"])
     value = entry.get(key)
-    return math.log10(value) if _is_number(value) and value > 0 else None
+    return math.log10(value) if is_number(value) and value > 0 else None
 
 
 def spread_statistics(values: Sequence[float]) -> dict[str, float]:
@@ -395,7 +255,7 @@ def _stored_critical_set(ranking: ResultFile) -> dict[str, Any] | None:
     result = read_result(path)
     if result is None:
         return None
-    if result.kind != "critical_set":
+    if result.kind != CRITICAL_SET:
         _skip(path, f"a {result.kind} file, not a stage-2 result")
         return None
     return result.payload if comparable(ranking, result) else None
@@ -463,7 +323,7 @@ def ablation_rows(
 
 
 def _sortable(value: Any) -> float:
-    return float(value) if _is_number(value) else math.inf
+    return float(value) if is_number(value) else math.inf
 
 
 ABLATION_COLUMNS = [
@@ -544,10 +404,10 @@ def _metric_text(entry: dict[str, Any], metric: str) -> Any:
     if not isinstance(entry, dict):
         return None
     for log10_name in {f"log10_{name}", name.replace("perplexity", "log10_perplexity")} - {name}:
-        if _is_number(entry.get(log10_name)):
+        if is_number(entry.get(log10_name)):
             return _perplexity_text(float(entry[log10_name]))
     value = entry.get(name)
-    return value if _is_number(value) else None
+    return value if is_number(value) else None
 
 
 def before_after_rows(evaluations: Iterable[ResultFile], labels: dict[ModelKey, str]) -> list[dict[str, Any]]:

@@ -1,12 +1,16 @@
-"""Print a stage-2 result as a short table: ``python -m critical_neurons.summary results/critical_neurons_result.json``."""
+"""Print a stage-2 result as a short table, or (``--count``) only its number of critical records for shell scripts.
+
+    python -m critical_neurons.summary results/critical_neurons_result.json
+    critical=$(python -m critical_neurons.summary --count results/critical_neurons_result.json)
+"""
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
-from critical_neurons.cli import run
-from critical_neurons.io import read_json
+from critical_neurons.cli import ArgumentParser, run
+from critical_neurons.formats import CRITICAL_SET
+from critical_neurons.formats.read import read_output
 
 SHOWN = 20
 
@@ -39,8 +43,12 @@ def critical_set_table(result: dict[str, Any]) -> str:
 
 
 def main() -> None:
-    path = sys.argv[1] if len(sys.argv) > 1 else "results/critical_neurons_result.json"
-    print(critical_set_table(read_json(path, "result file")))
+    parser = ArgumentParser(description=__doc__)
+    parser.add_argument("result", metavar="RESULT", nargs="?", default="results/critical_neurons_result.json", help="a stage-2 result (kind critical_set)")
+    parser.add_argument("--count", action="store_true", help="print only num_critical_records")
+    args = parser.parse_args()
+    result = read_output(args.result, CRITICAL_SET, "RESULT", "rerun method/2_neuron_identification.py")
+    print(result["num_critical_records"] if args.count else critical_set_table(result))
 
 
 if __name__ == "__main__":

@@ -24,6 +24,9 @@ from typing import Any
 from critical_neurons.cli import ArgumentParser, run, setup_logging
 from critical_neurons.errors import UsageError
 from critical_neurons.evaluation import score_responses
+from critical_neurons.formats import EVALUATION
+from critical_neurons.formats.build import rescored_evaluation
+from critical_neurons.formats.read import require_kind
 from critical_neurons.io import OutputFile, read_json, run_metadata
 from critical_neurons.rescoring import TASKS, Builder
 from critical_neurons.tasks.common import GenerativeTask
@@ -54,9 +57,7 @@ def scorer_versions() -> dict[str, str | None]:
 
 def check_result(payload: Any, path: str) -> tuple[ModuleType, Builder]:
     """The task module and builder for a generative evaluation result; one-line errors for anything else."""
-    if not isinstance(payload, dict) or payload.get("kind") != "evaluation":
-        kind = payload.get("kind") if isinstance(payload, dict) else type(payload).__name__
-        raise UsageError(FLAG, f"{path} is not an evaluation result (kind {kind!r})", "pass a file written by an evaluation/*_evaluator.py script")
+    require_kind(payload, EVALUATION, path, FLAG, "pass a file written by an evaluation/*_evaluator.py script")
     method = payload.get("method")
     if method in PERPLEXITY_METHODS:
         raise UsageError(FLAG, f"{path} is a {method} perplexity result, which stores no responses to rescore", "rerun evaluation/{method}_evaluator.py instead")
@@ -89,13 +90,12 @@ def rescore_level(entry: dict[str, Any], module: ModuleType, task: GenerativeTas
     return {**entry, **rescored}
 
 
-def rescore(payload: dict[str, Any], path: str) -> dict[str, Any]:
-    """The result with every level rescored by the current corrected and reference scorers."""
+def rescore(payload: dict[str, Any], path: str) -> list[dict[str, Any]]:
+    """Every level of the result rescored by the current corrected and reference scorers."""
     module, build = check_result(payload, path)
     with contextlib.ExitStack() as stack:
         task = build(payload.get("settings") or {}, stack)
-        results = [rescore_level(entry, module, task, path) for entry in payload["results"]]
-    return {**payload, "results": results}
+        return [rescore_level(entry, module, task, path) for entry in payload["results"]]
 
 
 def main() -> None:
@@ -108,9 +108,8 @@ def main() -> None:
     output = OutputFile(args.output_file or default_output(args.result), inputs={FLAG: args.result})
     payload = read_json(args.result, FLAG)
     with output:
-        rescored = rescore(payload, args.result)
-        rescored["rescored_from"] = str(Path(args.result).resolve())
-        rescored["rescore_metadata"] = run_metadata(vars(args), started, scorer_versions=scorer_versions())
+        results = rescore(payload, args.result)
+        rescored = rescored_evaluation(payload, results, source=str(Path(args.result).resolve()), metadata=run_metadata(vars(args), started, scorer_versions=scorer_versions()))
         output.write_json(rescored)
     primary = rescored.get("primary_metric")
     for entry in rescored["results"]:

@@ -16,11 +16,12 @@ import time
 
 from critical_neurons.cli import ArgumentParser, add_model_arguments, add_neuron_file_arguments, encode_text, integer, number, parse_arguments, run
 from critical_neurons.errors import UsageError
+from critical_neurons.formats.build import critical_set_payload
+from critical_neurons.formats.read import read_neuron_file
 from critical_neurons.identification import NAN_POLICIES, critical_prefix
 from critical_neurons.identity import model_identity
-from critical_neurons.io import OutputFile, read_neuron_file, run_metadata
+from critical_neurons.io import OutputFile, run_metadata
 from critical_neurons.models import load_model, max_positions, model_info
-from critical_neurons.perplexity import LN10, exp_or_inf
 from critical_neurons.residual import dimension_view, plan_dimensions
 
 logger = logging.getLogger("stage2")
@@ -66,47 +67,29 @@ def main() -> None:
         else:
             found = critical_prefix(model, input_ids, records, by_channel=args.scan == "channels", **search)
         compute_s = round(time.time() - compute_started, 3)
-        baseline = found.baseline_log10_perplexity
-        steps = [step.to_dict(baseline) for step in found.steps]
-        final = steps[-1]
-        logger.info("Stopped: %s after %d steps", found.stopping_reason, len(steps))
+        result = critical_set_payload(
+            found,
+            neuron_file=neuron_file,
+            test_text=args.test_text,
+            num_tokens=int(input_ids.shape[1]),
+            step_size=args.step_size,
+            max_magnitude=args.max_magnitude,
+            nan_policy=args.nan_policy,
+            unit=args.unit,
+            prune=args.prune,
+            model=identity,
+            model_info=model_info(model, args.model_path),
+            dimension_view=dimension_view(found, plan, args.step_size) if args.unit == "dimension" else None,
+            metadata=run_metadata(vars(args), started, compute_s=compute_s),
+        )
+        final = result["masking_steps"][-1]
+        logger.info("Stopped: %s after %d steps", found.stopping_reason, len(found.steps))
         logger.info(
             "Critical set: %d records, %d distinct channels; perplexity %.4g -> %.4g (+%.2f orders of magnitude)",
-            len(found.records), len(found.channels), exp_or_inf(baseline * LN10), final["masked_perplexity"] or float("inf"), final["magnitude_increase"],
+            len(found.records), len(found.channels), result["baseline_perplexity"], final["masked_perplexity"] or float("inf"), final["magnitude_increase"],
         )
-        result = {
-            "kind": "critical_set",
-            "method": "prefix_search",
-            "ranking_method": neuron_file.payload.get("method"),
-            "baseline_perplexity": exp_or_inf(baseline * LN10),
-            "baseline_log10_perplexity": baseline,
-            "test_text": args.test_text,
-            "step_size": args.step_size,
-            "max_magnitude_increase": args.max_magnitude,
-            "nan_policy": args.nan_policy,
-            "unit": args.unit,
-            "prune": args.prune,
-            "masking_steps": steps,
-            "final_masked_neurons": [record.to_dict() for record in found.records],
-            "stopping_reason": found.stopping_reason,
-            "num_critical_records": len(found.records),
-            "critical_channels": [channel._asdict() for channel in found.channels],
-            "num_critical_channels": len(found.channels),
-            "forward_passes": found.forward_passes,
-            "prefixes_evaluated": found.prefixes_evaluated,
-            "neuron_file": args.neuron_file,
-            "num_tokens": int(input_ids.shape[1]),
-            "model": identity,
-            "model_info": model_info(model, args.model_path),
-        }
         if found.pruned_channels is not None:
-            result["pruned_channels"] = [channel._asdict() for channel in found.pruned_channels]
-            result["pruned_log10_perplexity"] = found.pruned_log10_perplexity
-            result["pruned_magnitude_increase"] = found.pruned_log10_perplexity - baseline
-            logger.info("Pruned to %d channels (+%.2f orders of magnitude)", len(found.pruned_channels), found.pruned_log10_perplexity - baseline)
-        if args.unit == "dimension":
-            result["dimension_view"] = dimension_view(found, plan, args.step_size)
-        result["metadata"] = run_metadata(vars(args), started, compute_s=compute_s)
+            logger.info("Pruned to %d channels (+%.2f orders of magnitude)", len(found.pruned_channels), result["pruned_magnitude_increase"])
         output.write_json(result)
         logger.info("Wrote %s", output.given)
 

@@ -21,8 +21,11 @@ from critical_neurons.characterization import MASSIVE_RATIO, MAX_RANDOM_SETS, ch
 from critical_neurons.characterization_figures import plot_characterization
 from critical_neurons.cli import ArgumentParser, add_model_arguments, add_neuron_file_arguments, encode_text, integer, number, parse_arguments, run
 from critical_neurons.errors import UsageError
+from critical_neurons.formats import CHARACTERIZATION
+from critical_neurons.formats.build import characterization_payload
+from critical_neurons.formats.read import NeuronFile, previous_output, read_neuron_file
 from critical_neurons.identity import model_identity, records_digest
-from critical_neurons.io import NeuronFile, OutputFile, check_output_path, read_neuron_file, run_metadata
+from critical_neurons.io import OutputFile, check_output_path, run_metadata
 from critical_neurons.models import load_model, max_positions
 from critical_neurons.records import distinct_channels
 from critical_neurons.reporting import markdown_tables
@@ -66,7 +69,7 @@ def main() -> None:
     for name in ("residual_stream", "activation_profile"):
         check_output_path(f"{args.assets_dir}/characterization_{name}.png", "--assets_dir")
     with OutputFile(args.output_file, inputs={"--neuron_file": args.neuron_file}) as output:
-        output.read_previous("characterization")
+        previous_output(output, CHARACTERIZATION)
         neuron_file = read_neuron_file(args.neuron_file)
         records = neuron_file.records
         if args.num_neurons is None and not neuron_file.is_critical_set:
@@ -88,11 +91,10 @@ def main() -> None:
             num_random_sets=args.num_random_sets, seed=args.seed, top_inputs=args.top_inputs, massive_ratio=args.massive_ratio,
         )
         compute_s = round(time.time() - compute_started, 3)
-        result = {
-            "kind": "characterization",
-            "method": "critical_neuron_characterization",
-            "model": identity,
-            "settings": {
+        result = characterization_payload(
+            found,
+            model=identity,
+            settings={
                 "neuron_file": args.neuron_file,
                 "neuron_list_digest": records_digest(records),
                 "records_used": len(records),
@@ -105,10 +107,9 @@ def main() -> None:
                 "massive_ratio": args.massive_ratio,
                 "dtype": str(model.dtype).removeprefix("torch."),
             },
-            "test_text": text,
-            **found,
-            "metadata": run_metadata(vars(args), started, compute_s=compute_s),
-        }
+            test_text=text,
+            metadata=run_metadata(vars(args), started, compute_s=compute_s),
+        )
         output.write_json(result)
     figures = plot_characterization(result, args.assets_dir)
     print(markdown_tables(result), flush=True)

@@ -17,8 +17,10 @@ from critical_neurons.cli import BOOKENDS_TEXT, ArgumentParser, add_model_argume
 from critical_neurons.errors import UsageError
 from critical_neurons.export import EXPORT_FIX, check_output_dir, model_card, staging_dir, write_lesioned_model
 from critical_neurons.folding import check_fold, folded, plan_folds
+from critical_neurons.formats.build import lesion_payload
+from critical_neurons.formats.read import read_neuron_file
 from critical_neurons.identity import digest, model_identity
-from critical_neurons.io import read_neuron_file, run_metadata, write_json, write_text
+from critical_neurons.io import run_metadata, write_json, write_text
 from critical_neurons.models import load_model, max_positions
 from critical_neurons.perplexity import perplexity
 from critical_neurons.records import distinct_channels
@@ -60,27 +62,11 @@ def main() -> None:
         after = perplexity(model, tokenizer, [text], max_length=args.max_length, progress=False)
     logger.info("Removing %d channels: perplexity %.4g -> %.4g (log10 %+.2f)", len(channels), before.perplexity, after.perplexity, after.log10_perplexity - before.log10_perplexity)
 
-    channel_list = [channel._asdict() for channel in channels]
-    lesion = {
-        "kind": "lesion",
-        "method": "zero_ablation_folded",
-        "model": identity,
-        "neuron_file": args.neuron_file,
-        "neuron_file_kind": "critical_set" if neurons.is_critical_set else "ranking",
-        "num_records": len(records),
-        "num_channels": len(channels),
-        "channels": channel_list,
-        "edits": [edit.to_dict() for edit in edits],
-        "fold_check": fold_check,
-        "perplexity": {
-            "test_text": text,
-            "max_length": args.max_length,
-            "before": before.to_dict(),
-            "after": after.to_dict(),
-            "log10_increase": after.log10_perplexity - before.log10_perplexity,
-        },
-    }
-    lesion_config = {"source_fingerprint": identity["fingerprint"], "channels_digest": digest(channel_list), "num_channels": len(channels), "details": "lesion.json"}
+    lesion = lesion_payload(
+        model=identity, neuron_file=neurons, records=records, channels=channels, edits=edits, fold_check=fold_check,
+        test_text=text, max_length=args.max_length, before=before, after=after,
+    )
+    lesion_config = {"source_fingerprint": identity["fingerprint"], "channels_digest": digest(lesion["channels"]), "num_channels": len(channels), "details": "lesion.json"}
     with staging_dir(target) as staging:
         lesion["files"] = write_lesioned_model(model, tokenizer, args.model_path, channels, edits, staging, link=args.link, lesion_config=lesion_config)
         lesion["metadata"] = run_metadata(vars(args), started)

@@ -11,7 +11,8 @@ import pytest
 from conftest import ROOT, assert_usage_error, neuron_file, run_script
 
 from critical_neurons.errors import UsageError
-from critical_neurons.io import OutputFile, read_neuron_file, write_json
+from critical_neurons.formats.read import read_neuron_file
+from critical_neurons.io import OutputFile, write_json
 
 TEXT = "Later reviews were more positive. In just over 29 minutes, Bookends is stunning in its vision."
 WIKITEXT = ROOT / "tests" / "fixtures" / "wikitext_test.jsonl"
