@@ -41,7 +41,7 @@ def test_edited_mmlu_pro_responses_are_rescored_by_both_scorers(tiny_model_path,
     rescored = json.loads((tmp_path / "mmlu.rescored.json").read_text())
     level = rescored["results"][1]
     assert [d["extracted_answer"] for d in level["detailed_results"]] == [None, "C", "D", "B"]
-    assert [d["reference"]["extracted_answer"] for d in level["detailed_results"]] == ["B", "A", None, "B"]
+    assert [d["reference"]["predicted_answer"] for d in level["detailed_results"]] == [1, 0, -1, 1]  # their option index
     assert [d["is_correct"] for d in level["detailed_results"]] == [False, True, True, True]
     assert [d["reference"]["is_correct"] for d in level["detailed_results"]] == [True, False, False, True]
     assert level["overall_accuracy"] == 0.75 and level["total_correct"] == 3 and level["extraction_rate"] == 0.75
