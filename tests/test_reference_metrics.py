@@ -168,7 +168,7 @@ def test_ifeval_disagreements(instruction_id, kwargs, response, official, author
     sample = {"key": 1, "prompt": "p", "instruction_id_list": [instruction_id], "kwargs": [kwargs]}
     corrected, reference = both(ifeval.task(), sample, response)
     assert corrected["strict_follow_instruction_list"] == [official], corrected
-    assert reference["strict_follow_instruction_list"] == [authors], reference
+    assert reference["strict_evaluation"]["follow_instruction_list"] == [authors], reference
 
 
 def test_ifeval_authors_loose_variants_and_level_block():
@@ -176,8 +176,8 @@ def test_ifeval_authors_loose_variants_and_level_block():
     task = ifeval.task()
     level = score_responses(task, [sample] * 2, ["p"] * 2, ["Sure!\nall lowercase here", "**"])
     first, second = (detail["reference"] for detail in level["detailed_results"])
-    assert first["strict_follow_instruction_list"] == [False, True] and first["loose_follow_instruction_list"] == [True, True]
-    assert not second["is_meaningful"] and second["loose_follow_instruction_list"] == [False, False]
+    assert first["strict_evaluation"]["follow_instruction_list"] == [False, True] and first["loose_evaluation"]["follow_instruction_list"] == [True, True]
+    assert not second["is_meaningful_response"] and second["loose_evaluation"]["follow_instruction_list"] == [False, False]
     reference = level["reference"]
     assert reference["strict_prompt_accuracy"] == 0.0 and reference["loose_prompt_accuracy"] == 0.5
     assert reference["meaningless_responses"] == 1 and reference["total_instructions"] == 4 and reference["loose_instruction_correct"] == 2

@@ -18,8 +18,8 @@ of our ``critical_neurons/reference/<benchmark>.py``) that defines ``DRIVER = Dr
   scoring fields under their names, the copies of inputs (prompt, response, gold) left out
   (``scoring_fields`` for a flat block);
 - ``fuzz(rng)``: one seeded random ``(sample, response)``; ``random_text`` composes responses;
-- optional: ``source_fixes`` (see ``load_authors_module``), ``ours_only`` (keys of our blocks with no
-  counterpart in theirs, left out of the comparison), ``evaluate(evaluator, rows)`` (default ``evaluate_dataset(rows)``), ``their_level(result)``
+- optional: ``source_fixes`` (see ``load_authors_module``), ``not_compared`` (keys of our blocks left
+  out of the comparison: ours alone has them, or their values cannot agree), ``evaluate(evaluator, rows)`` (default ``evaluate_dataset(rows)``), ``their_level(result)``
   (default: their level dict without ``detailed_results`` and ``neurons_masked``), and ``meaningless``
   (responses that make the all-meaningless level).
 
@@ -88,7 +88,7 @@ class Driver:
     evaluate: Callable[[Any, list[dict[str, Any]]], dict[str, Any]] = default_evaluate
     their_level: Callable[[dict[str, Any]], dict[str, Any]] = default_level
     source_fixes: tuple[tuple[str, str], ...] = ()
-    ours_only: tuple[str, ...] = ()
+    not_compared: tuple[str, ...] = ()
     meaningless: tuple[str, ...] = ("", "  ", "!!", "a.", "aaaaaaaaaaaa", "42 17", "x\n\n\n\n\n\ny", "......", "1111111")
 
 
