@@ -39,7 +39,7 @@ def benchmark_list(text: str) -> list[str]:
     return names
 
 
-def golden(name: str, method: str, ours_only: tuple[str, ...], commit: str | None, fuzz: int, seed: int, compared: list[Level]) -> dict:
+def golden(name: str, method: str, not_compared: tuple[str, ...], commit: str | None, fuzz: int, seed: int, compared: list[Level]) -> dict:
     """Their outputs on every level, samples stored once."""
     samples: list[dict] = []
     index: dict[str, int] = {}
@@ -54,7 +54,7 @@ def golden(name: str, method: str, ours_only: tuple[str, ...], commit: str | Non
     return {
         "benchmark": name,
         "method": method,
-        "ours_only": list(ours_only),
+        "not_compared": list(not_compared),
         "authors_commit": commit,
         "fuzz": fuzz,
         "seed": seed,
@@ -85,7 +85,7 @@ def compare(name: str, driver: Driver, authors_repo: Path, crafted_dir: Path, fu
             if level.raised:
                 print(f"[{name}] {level.name}: their code raised {level.raised} (nothing to compare)")
                 continue
-            per_sample, per_level = compare_level(task, level.samples, level.responses, level.their_samples, level.their_level, driver.ours_only)
+            per_sample, per_level = compare_level(task, level.samples, level.responses, level.their_samples, level.their_level, driver.not_compared)
             for index, lines in per_sample:
                 print(f"[{name}] {level.name}, response {level.responses[index]!r}:\n    " + "\n    ".join(lines))
             if per_level:
@@ -93,7 +93,7 @@ def compare(name: str, driver: Driver, authors_repo: Path, crafted_dir: Path, fu
             sample_disagreements += len(per_sample)
             level_disagreements += bool(per_level)
     if record:
-        write_golden(GOLDEN / f"{name}.json.gz", golden(name, driver.method, driver.ours_only, authors_commit(authors_repo), fuzz, seed, compared))
+        write_golden(GOLDEN / f"{name}.json.gz", golden(name, driver.method, driver.not_compared, authors_commit(authors_repo), fuzz, seed, compared))
     return sum(len(level.samples) for level in compared), sample_disagreements, len(compared), level_disagreements
 
 

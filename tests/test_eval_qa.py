@@ -190,16 +190,16 @@ def one_thread():
 
 
 EVALUATORS = {
-    "mmlu_pro": ("evaluation/mmlu_pro_evaluator.py", "mmlu_pro_test.jsonl", [], "overall_accuracy", "overall_accuracy"),
-    "gpqa": ("evaluation/gpqa_evaluator.py", "gpqa_diamond.csv", [], "overall_accuracy", "overall_accuracy"),
-    "mgsm": ("evaluation/mgsm_evaluator.py", "mgsm_{lang}.jsonl", ["--languages", "en,es"], "accuracy", "meaningful_response_rate"),
-    "simpleqa": ("evaluation/simpleqa_evaluator.py", "simpleqa_test.jsonl", ["--template_idx", "3"], "exact_match_rate", "meaningful_response_rate"),
+    "mmlu_pro": ("evaluation/mmlu_pro_evaluator.py", "mmlu_pro_test.jsonl", [], "overall_accuracy", "overall_accuracy", "predicted_answer"),
+    "gpqa": ("evaluation/gpqa_evaluator.py", "gpqa_diamond.csv", [], "overall_accuracy", "overall_accuracy", "predicted_answer"),
+    "mgsm": ("evaluation/mgsm_evaluator.py", "mgsm_{lang}.jsonl", ["--languages", "en,es"], "accuracy", "meaningful_response_rate", "predicted_answer"),
+    "simpleqa": ("evaluation/simpleqa_evaluator.py", "simpleqa_test.jsonl", ["--template_idx", "3"], "exact_match_rate", "meaningful_response_rate", "evaluation"),
 }
 
 
 @pytest.mark.parametrize("name", EVALUATORS)
 def test_evaluator_cli_runs_levels_and_resumes(name, tiny_model_path, tmp_path, one_thread):
-    script, data, extra, metric, reference_metric = EVALUATORS[name]
+    script, data, extra, metric, reference_metric, reference_field = EVALUATORS[name]
     output = tmp_path / f"{name}.json"
     args = [
         "--model_path", tiny_model_path("llama"), "--neuron_file", neuron_file(tmp_path), "--masking_levels", "0,1",
@@ -214,7 +214,7 @@ def test_evaluator_cli_runs_levels_and_resumes(name, tiny_model_path, tmp_path, 
         assert 0.0 <= entry["reference"][reference_metric] <= 1.0  # the authors' metric beside ours
         detail = entry["detailed_results"][0]
         assert {"prompt", "response", "extracted_answer", "gold"} <= set(detail)
-        assert "extracted_answer" in detail["reference"]
+        assert reference_field in detail["reference"]  # the authors' per-sample field name
     rescored = tmp_path / "rescored.json"
     run_script("evaluation/rescore.py", output, "--output_file", rescored, check=True)
     assert json.loads(rescored.read_text())["results"] == payload["results"]  # the stored details are enough to rescore

@@ -45,11 +45,11 @@ def test_a_child_holding_the_output_open_times_out(add_problem):
     """Their run waits for the captured output to close, so a background child outliving the timeout fails it."""
     program = f"```python\nimport subprocess\n{SOLUTION}\nsubprocess.Popen(['sleep', '5'])\n```"
     verdict = humaneval.task(timeout=1).reference_score(add_problem, program)
-    assert verdict == {"extracted_code": program[10:-4], "passed": False, "result": "timed out", "is_meaningful": True}
+    assert verdict == {"extracted_code": program[10:-4], "is_meaningful_response": True, "passed": False, "error_msg": "Timeout"}
 
 
 def test_meaningless_before_no_code_and_empty_level(add_problem):
-    assert humaneval.task().reference_score(add_problem, "!!")["result"] == "failed: meaningless response"
-    assert humaneval.task().reference_score(add_problem, "add them up")["result"] == "failed: no code"
+    assert humaneval.task().reference_score(add_problem, "!!")["error_msg"] == "Response not meaningful"
+    assert humaneval.task().reference_score(add_problem, "add them up")["error_msg"] == "No code extracted"
     empty = score_responses(humaneval.task(), [], [], [])["reference"]
     assert empty == {"pass_rate": 0.0, "passed_count": 0, "total_samples": 0, "meaningless_responses": 0, "meaningless_response_rate": 0.0, "code_extracted_count": 0, "code_extraction_rate": 0.0}

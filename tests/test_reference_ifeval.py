@@ -11,7 +11,7 @@ from critical_neurons.tasks import ifeval
 
 def strict(instruction_id: str, kwargs: dict, response: str) -> bool:
     sample = {"key": 1, "prompt": "p", "instruction_id_list": [instruction_id], "kwargs": [kwargs]}
-    return reference.score(sample, response)["strict_follow_instruction_list"][0]
+    return reference.score(sample, response)["strict_evaluation"]["follow_instruction_list"][0]
 
 
 @pytest.mark.parametrize(
@@ -50,14 +50,16 @@ def test_their_checkers(instruction_id, kwargs, response, verdict):
 def test_loose_variants_and_missing_kwargs():
     sample = {"key": 1, "prompt": "p", "instruction_id_list": ["change_case:english_lowercase", "punctuation:no_comma"], "kwargs": [{}]}
     verdict = reference.score(sample, "Sure, here:\nall lower case here")
-    assert verdict["strict_follow_instruction_list"] == [False, False]
-    assert verdict["loose_follow_instruction_list"] == [True, True] and verdict["follow_all_instructions_loose"]
+    assert verdict["strict_evaluation"]["follow_instruction_list"] == [False, False] and verdict["strict_evaluation"]["num_followed"] == 0
+    assert verdict["loose_evaluation"]["follow_instruction_list"] == [True, True] and verdict["loose_evaluation"]["follow_all_instructions"]
+    assert verdict["num_instructions"] == verdict["loose_evaluation"]["num_instructions"] == 2
 
 
 @pytest.mark.parametrize(("response", "follows_all"), [("A fine answer.", True), ("!!", False)])
 def test_a_prompt_without_instructions_follows_all_unless_meaningless(response, follows_all):
     verdict = reference.score({"key": 1, "prompt": "p", "instruction_id_list": [], "kwargs": []}, response)
-    assert verdict["follow_all_instructions_strict"] is follows_all and verdict["follow_all_instructions_loose"] is follows_all
+    assert verdict["strict_evaluation"]["follow_all_instructions"] is follows_all and verdict["loose_evaluation"]["follow_all_instructions"] is follows_all
+    assert verdict["is_meaningful_response"] is follows_all and verdict["strict_evaluation"]["meaningless_response"] is not follows_all
 
 
 def test_level_block_order_and_empty_level():

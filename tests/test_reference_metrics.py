@@ -44,7 +44,7 @@ MMLU = {"question_id": 1, "category": "biology", "options": ["a", "b", "c", "d"]
 )
 def test_mmlu_pro_disagreements(response, ours, theirs):
     corrected, reference = both(mmlu_pro.task(), MMLU, response)
-    assert corrected["extracted_answer"] == ours and reference["extracted_answer"] == theirs
+    assert corrected["extracted_answer"] == ours and reference["predicted_answer"] == (-1 if theirs is None else "ABCD".index(theirs))
     assert corrected["is_correct"] == (ours == "B") and reference["is_correct"] == (theirs == "B")
 
 
@@ -75,8 +75,15 @@ GPQA = {"question_id": "rec1", "choices": ["w", "x", "y", "z"], "answer": "C", "
 )
 def test_gpqa_disagreements(response, ours, theirs):
     corrected, reference = both(gpqa.task(), GPQA, response)
-    assert corrected["extracted_answer"] == ours and reference["extracted_answer"] == theirs
+    assert corrected["extracted_answer"] == ours and reference["predicted_answer"] == "ABCD".index(theirs)
+    assert reference["predicted_choice"] == GPQA["choices"]["ABCD".index(theirs)]
     assert reference["is_correct"] == (theirs == "C")
+
+
+@pytest.mark.parametrize(("response", "index", "choice"), [("The answer is (D).", 3, "INVALID_INDEX"), ("None of them.", -1, "EXTRACTION_FAILED")])
+def test_gpqa_authors_choice_text_for_no_or_past_option(response, index, choice):
+    _, reference = both(gpqa.task(), {**GPQA, "choices": ["w", "x", "y"]}, response)
+    assert reference == {"predicted_answer": index, "predicted_choice": choice, "is_correct": False}
 
 
 # --- MGSM -----------------------------------------------------------------------------------------
@@ -95,8 +102,14 @@ MGSM = {"id": "en-0", "language": "en", "answer": "1000"}
 )
 def test_mgsm_disagreements(response, ours, theirs):
     corrected, reference = both(mgsm.task(), MGSM, response)
-    assert corrected["extracted_answer"] == ours and reference["extracted_answer"] == theirs
-    assert corrected["is_correct"] == (ours == "1000") and reference["is_correct"] == (theirs == 1000.0)
+    assert corrected["extracted_answer"] == ours and reference["predicted_answer"] == theirs
+    assert corrected["is_correct"] == (ours == "1000") and reference["evaluation"]["exact_match"] == (theirs == 1000.0)
+
+
+def test_mgsm_authors_records_a_division_by_zero_as_an_error():
+    _, reference = both(mgsm.task(), MGSM, "She has 5/0 apples and 3 pears")
+    assert reference["is_meaningful"] is False and reference["predicted_answer"] is None
+    assert reference["error"] == reference["evaluation"]["error"] and "division by zero" in reference["error"]
 
 
 def test_mgsm_authors_divide_by_meaningful_responses_only():
@@ -123,7 +136,7 @@ SIMPLEQA = {"id": 0, "question": "Which band recorded Abbey Road?", "answer": "T
 )
 def test_simpleqa_disagreements(gold, response, gold_contained, contains_answer):
     corrected, reference = both(simpleqa.task(), {**SIMPLEQA, "answer": gold}, response)
-    assert corrected["gold_contained"] == gold_contained and reference["contains_answer"] == contains_answer
+    assert corrected["gold_contained"] == gold_contained and reference["evaluation"]["contains_answer"] == contains_answer
 
 
 def test_simpleqa_authors_rates_over_meaningful_answers():
@@ -132,7 +145,8 @@ def test_simpleqa_authors_rates_over_meaningful_answers():
     reference = level["reference"]
     assert reference["meaningful_samples"] == 2 and reference["contains_answer_rate"] == 1.0 and reference["exact_match_rate"] == 0.5
     assert reference["avg_word_overlap_ratio"] == pytest.approx(0.75) and reference["high_confidence_rate"] == 0.5
-    assert level["detailed_results"][0]["reference"]["word_overlap_ratio"] == 0.5
+    assert level["detailed_results"][0]["reference"]["evaluation"]["word_overlap_ratio"] == 0.5
+    assert level["detailed_results"][1]["reference"]["response"] == "The Beatles"  # their first line
 
 
 # --- IFEval ---------------------------------------------------------------------------------------
@@ -154,7 +168,7 @@ def test_ifeval_disagreements(instruction_id, kwargs, response, official, author
     sample = {"key": 1, "prompt": "p", "instruction_id_list": [instruction_id], "kwargs": [kwargs]}
     corrected, reference = both(ifeval.task(), sample, response)
     assert corrected["strict_follow_instruction_list"] == [official], corrected
-    assert reference["strict_follow_instruction_list"] == [authors], reference
+    assert reference["strict_evaluation"]["follow_instruction_list"] == [authors], reference
 
 
 def test_ifeval_authors_loose_variants_and_level_block():
@@ -162,8 +176,8 @@ def test_ifeval_authors_loose_variants_and_level_block():
     task = ifeval.task()
     level = score_responses(task, [sample] * 2, ["p"] * 2, ["Sure!\nall lowercase here", "**"])
     first, second = (detail["reference"] for detail in level["detailed_results"])
-    assert first["strict_follow_instruction_list"] == [False, True] and first["loose_follow_instruction_list"] == [True, True]
-    assert not second["is_meaningful"] and second["loose_follow_instruction_list"] == [False, False]
+    assert first["strict_evaluation"]["follow_instruction_list"] == [False, True] and first["loose_evaluation"]["follow_instruction_list"] == [True, True]
+    assert not second["is_meaningful_response"] and second["loose_evaluation"]["follow_instruction_list"] == [False, False]
     reference = level["reference"]
     assert reference["strict_prompt_accuracy"] == 0.0 and reference["loose_prompt_accuracy"] == 0.5
     assert reference["meaningless_responses"] == 1 and reference["total_instructions"] == 4 and reference["loose_instruction_correct"] == 2

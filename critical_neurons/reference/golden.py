@@ -58,16 +58,16 @@ def score_level(task: GenerativeTask, samples: Sequence[dict[str, Any]], respons
 
 
 def compare_level(
-    task: GenerativeTask, samples: Sequence[dict[str, Any]], responses: Sequence[str], their_samples: Sequence[dict[str, Any]], their_level: dict[str, Any] | None, ours_only: Sequence[str] = ()
+    task: GenerativeTask, samples: Sequence[dict[str, Any]], responses: Sequence[str], their_samples: Sequence[dict[str, Any]], their_level: dict[str, Any] | None, not_compared: Sequence[str] = ()
 ) -> tuple[list[tuple[int, list[str]]], list[str]]:
     """Disagreements on one level: ``[(case index, lines)]`` per sample, and lines for the level (none when theirs raised).
 
-    ``ours_only`` names keys of our blocks that their code has no counterpart for (e.g. our grader's
-    timeouts); they are left out of the comparison.
+    ``not_compared`` names keys of our blocks left out of the comparison: their code has no counterpart
+    (e.g. our grader's timeouts), or their value cannot be reproduced (a message naming their temporary file).
     """
     ours_samples, ours_level = score_level(task, samples, responses)
-    ours_samples = [{key: value for key, value in block.items() if key not in ours_only} for block in ours_samples]
-    ours_level = {key: value for key, value in ours_level.items() if key not in ours_only}
+    ours_samples = [{key: value for key, value in block.items() if key not in not_compared} for block in ours_samples]
+    ours_level = {key: value for key, value in ours_level.items() if key not in not_compared}
     per_sample = [(index, lines) for index, (theirs, ours) in enumerate(zip(their_samples, ours_samples)) if (lines := differences(theirs, ours))]
     return per_sample, differences(their_level, ours_level) if their_level is not None else []
 
@@ -97,7 +97,7 @@ def replay(golden: dict[str, Any], task: GenerativeTask) -> list[str]:
         cases = level["cases"]
         responses = [case["response"] for case in cases]
         samples = [golden["samples"][case["sample"]] for case in cases]
-        per_sample, per_level = compare_level(task, samples, responses, [case["theirs"] for case in cases], level["theirs"], golden["ours_only"])
+        per_sample, per_level = compare_level(task, samples, responses, [case["theirs"] for case in cases], level["theirs"], golden["not_compared"])
         lines += [f"{level['name']}, response {responses[index]!r}: {line}" for index, found in per_sample for line in found]
         lines += [f"{level['name']} (level): {line}" for line in per_level]
     return lines

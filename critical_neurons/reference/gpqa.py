@@ -28,9 +28,16 @@ def extract(response: str, num_options: int) -> str | None:
 
 
 def score(sample: dict[str, Any], response: str) -> dict[str, Any]:
-    """Their verdict: the letter read and whether it is the gold one (a letter past the options is wrong)."""
+    """Their verdict in their names: the option index read (-1 for none), its text, and whether it is the gold one.
+
+    The text is theirs too: ``EXTRACTION_FAILED`` for none, ``INVALID_INDEX`` for a letter past the options (then wrong).
+    """
     predicted = extract(response, len(sample["choices"]))
-    return {"extracted_answer": predicted, "is_correct": predicted == sample["answer"]}
+    if predicted is None:
+        return {"predicted_answer": -1, "predicted_choice": "EXTRACTION_FAILED", "is_correct": False}
+    index = LETTERS.index(predicted)
+    choice = sample["choices"][index] if index < len(sample["choices"]) else "INVALID_INDEX"
+    return {"predicted_answer": index, "predicted_choice": choice, "is_correct": predicted == sample["answer"]}
 
 
 def aggregate(details: list[dict[str, Any]]) -> dict[str, Any]:

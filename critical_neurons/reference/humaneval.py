@@ -28,7 +28,7 @@ ChildRunner = Callable[[str, dict[str, Any], float], "tuple[str, str, int] | Non
 FENCES = tuple(re.compile(pattern, re.DOTALL) for pattern in (r"```python\n(.*?)\n```", r"```\n(.*?)\n```", r"```python(.*?)```", r"```(.*?)```"))
 
 # Runs in the sandboxed interpreter: the limits, then their ``_execute_code_safely`` as they ran it.
-# Exit status 0 means passed; otherwise the last stderr line is the reason.
+# Exit status 0 means passed; otherwise the last stderr line is their message (a runtime error's last line only).
 SCRIPT_CHILD = """
 import json, resource, subprocess, sys, tempfile
 job = json.load(sys.stdin)
@@ -40,12 +40,12 @@ with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as script:
 try:
     done = subprocess.run([sys.executable, script.name], capture_output=True, text=True, timeout=job["timeout"])
 except subprocess.TimeoutExpired:
-    sys.exit("timed out")
+    sys.exit("Timeout")
 except Exception as error:  # theirs: any other error of the run (output that is not UTF-8) fails
-    sys.exit(f"failed: {error}")
+    sys.exit(f"Execution error: {error}")
 if done.returncode != 0:
     errors = done.stderr.strip().splitlines()
-    sys.exit("failed: " + (errors[-1][:200] if errors else "no error output"))
+    sys.exit("Runtime error: " + (errors[-1][:200] if errors else ""))
 """
 
 
@@ -67,39 +67,42 @@ def extract_code(response: str) -> str:
 
 
 def run_script(code: str, test: str, run_child: ChildRunner, timeout: float, memory_mb: int) -> dict[str, Any]:
-    """Their execution of ``code``, a blank line and ``test``: passed iff the script exits with 0."""
+    """Their execution of ``code``, a blank line and ``test``: passed iff the script exits with 0, with their message."""
     job = {"program": f"{code}\n\n{test}", "timeout": timeout, "memory_bytes": memory_mb * 2**20}
     finished = run_child(SCRIPT_CHILD, job, timeout)
     if finished is None:
-        return {"passed": False, "result": "timed out"}
+        return {"passed": False, "error_msg": "Timeout"}
     _, errors, returncode = finished
     if returncode == 0:
-        return {"passed": True, "result": "passed"}
+        return {"passed": True, "error_msg": "Success"}
     reason = errors.strip().splitlines()[-1] if errors.strip() else ""
-    return {"passed": False, "result": reason if reason.startswith(("failed: ", "timed out")) else f"failed: runner error ({reason[:200] or f'exit status {returncode}'})"}
+    if reason.startswith(("Runtime error: ", "Execution error: ", "Timeout")):
+        return {"passed": False, "error_msg": reason}
+    return {"passed": False, "error_msg": f"Execution error: runner error ({reason[:200] or f'exit status {returncode}'})"}
 
 
 def score(sample: dict[str, Any], response: str, run_child: ChildRunner, timeout: float = 5.0, memory_mb: int = 4096) -> dict[str, Any]:
-    """Their verdict: the code runs only when there is some, the response is "meaningful" and the problem has tests."""
+    """Their verdict in their names: the code runs only when there is some, the response is "meaningful"
+    and the problem has tests; ``error_msg`` is their message (a runtime error's last stderr line only)."""
     text = response.strip()
     code = extract_code(text)
     meaningful = is_meaningful(text)
     if not meaningful:
-        outcome = {"passed": False, "result": "failed: meaningless response"}
+        outcome = {"passed": False, "error_msg": "Response not meaningful"}
     elif not code:
-        outcome = {"passed": False, "result": "failed: no code"}
+        outcome = {"passed": False, "error_msg": "No code extracted"}
     elif not sample["test"]:
-        outcome = {"passed": False, "result": "failed: no test code"}
+        outcome = {"passed": False, "error_msg": "No test code provided"}
     else:
         outcome = run_script(code, sample["test"], run_child, timeout, memory_mb)
-    return {"extracted_code": code, **outcome, "is_meaningful": meaningful}
+    return {"extracted_code": code, "is_meaningful_response": meaningful, **outcome}
 
 
 def aggregate(details: list[dict[str, Any]]) -> dict[str, Any]:
     """Their level metrics and names: pass rate over all problems, meaningless and extraction counts."""
     verdicts = [detail["reference"] for detail in details]
     passed = sum(verdict["passed"] for verdict in verdicts)
-    meaningless = sum(not verdict["is_meaningful"] for verdict in verdicts)
+    meaningless = sum(not verdict["is_meaningful_response"] for verdict in verdicts)
     extracted = sum(bool(verdict["extracted_code"]) for verdict in verdicts)
     return {
         "pass_rate": share(passed, len(verdicts)),

@@ -254,9 +254,20 @@ def follows(variants: list[str], instruction_id: str, kwargs: Any) -> bool:
         return False
 
 
+def _mode_result(follow_instruction_list: list[bool], meaningful: bool) -> dict[str, Any]:
+    """Their ``strict_evaluation`` / ``loose_evaluation`` dict, less its copies of the inputs (ids, prompt, response)."""
+    return {
+        "follow_all_instructions": meaningful and all(follow_instruction_list),
+        "follow_instruction_list": follow_instruction_list,
+        "num_instructions": len(follow_instruction_list),
+        "num_followed": sum(follow_instruction_list),
+        "meaningless_response": not meaningful,
+    }
+
+
 def score(sample: dict[str, Any], response: str) -> dict[str, Any]:
-    """Their verdicts on the stripped response, strict (as is) and loose (any variant); a "meaningless"
-    response follows nothing. A missing kwargs entry reads as ``{}``."""
+    """Their verdicts on the stripped response, in their names and nesting: strict (as is) and loose (any
+    variant); a "meaningless" response follows nothing. A missing kwargs entry reads as ``{}``."""
     text = response.strip()
     meaningful = is_meaningful(text)
     ids, kwargs = sample["instruction_id_list"], sample["kwargs"]
@@ -265,11 +276,10 @@ def score(sample: dict[str, Any], response: str) -> dict[str, Any]:
     strict = [meaningful and follows([text], instruction_id, entry) for instruction_id, entry in zip(ids, arguments)]
     loose = [meaningful and follows(variants, instruction_id, entry) for instruction_id, entry in zip(ids, arguments)]
     return {
-        "strict_follow_instruction_list": strict,
-        "loose_follow_instruction_list": loose,
-        "follow_all_instructions_strict": meaningful and all(strict),
-        "follow_all_instructions_loose": meaningful and all(loose),
-        "is_meaningful": meaningful,
+        "is_meaningful_response": meaningful,
+        "strict_evaluation": _mode_result(strict, meaningful),
+        "loose_evaluation": _mode_result(loose, meaningful),
+        "num_instructions": len(ids),
     }
 
 
@@ -281,11 +291,12 @@ def aggregate(details: list[dict[str, Any]]) -> dict[str, Any]:
     for detail in details:
         verdict = detail["reference"]
         for mode in ("strict", "loose"):
-            counts[f"{mode}_prompt_correct"] += verdict[f"follow_all_instructions_{mode}"]
-            counts[f"{mode}_instruction_correct"] += sum(verdict[f"{mode}_follow_instruction_list"])
+            counts[f"{mode}_prompt_correct"] += verdict[f"{mode}_evaluation"]["follow_all_instructions"]
+            counts[f"{mode}_instruction_correct"] += verdict[f"{mode}_evaluation"]["num_followed"]
         total_instructions += len(detail["instruction_id_list"])
-        meaningless += not verdict["is_meaningful"]
-        for instruction_id, strict, loose in zip(detail["instruction_id_list"], verdict["strict_follow_instruction_list"], verdict["loose_follow_instruction_list"]):
+        meaningless += not verdict["is_meaningful_response"]
+        pairs = zip(detail["instruction_id_list"], verdict["strict_evaluation"]["follow_instruction_list"], verdict["loose_evaluation"]["follow_instruction_list"])
+        for instruction_id, strict, loose in pairs:
             tally = per_id.setdefault(instruction_id, {"strict_correct": 0, "loose_correct": 0, "total": 0})
             tally["strict_correct"] += strict
             tally["loose_correct"] += loose

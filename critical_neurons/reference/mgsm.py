@@ -31,6 +31,8 @@ REASONING_CUES = (
     re.compile(r"because|since|therefore|so|thus|hence"),
 )
 REASONING_THRESHOLD = 0.2
+CALCULATION = re.compile(r"\d+\s*[+\-*/×÷]\s*\d+")  # on the response as it is
+STEP = re.compile(r"(step|first|then|next|finally)")  # on the lower-cased response
 
 
 def fallback_numbers(text: str) -> list[float]:
@@ -54,45 +56,55 @@ def extract(response: str) -> float | None:
     return numbers[-1] if numbers else None
 
 
-def reasoning_score(response: str) -> float:
-    """The share of their four reasoning cues found in the lower-cased response."""
+def reasoning(response: str) -> dict[str, Any]:
+    """Their reasoning analysis: the share of their four cues found in the lower-cased response, and its parts."""
     lowered = response.lower()
-    return sum(bool(cue.search(lowered)) for cue in REASONING_CUES) / len(REASONING_CUES)
+    found = [cue.pattern for cue in REASONING_CUES if cue.search(lowered)]
+    share_found = len(found) / len(REASONING_CUES)
+    return {
+        "has_reasoning": share_found > REASONING_THRESHOLD,
+        "reasoning_score": share_found,
+        "has_calculations": bool(CALCULATION.search(response)),
+        "has_steps": bool(STEP.search(lowered)),
+        "found_indicators": found,
+    }
 
 
-def _unscored() -> dict[str, Any]:
-    return {"extracted_answer": None, "is_correct": False, "numerical_match": False, "has_reasoning": False, "reasoning_score": 0.0, "is_meaningful": False}
+def _unscored(error: str | None = None) -> dict[str, Any]:
+    """Their record of an unscored sample (meaningless, or ``error`` raised while reading the answer)."""
+    evaluation = {"exact_match": False, "numerical_match": False, "has_prediction": False, "has_reasoning": False, "reasoning_score": 0.0}
+    if error is None:
+        return {"is_meaningful": False, "predicted_answer": None, "evaluation": evaluation}
+    return {"is_meaningful": False, "predicted_answer": None, "evaluation": {**evaluation, "error": error}, "error": error}
 
 
 def score(sample: dict[str, Any], response: str) -> dict[str, Any]:
-    """Their verdict on the stripped response; a meaningless one, or one whose fallback divides by zero, is unscored."""
+    """Their verdict on the stripped response, in their names and nesting; a meaningless response, or one
+    whose fallback divides by zero (their error record), is unscored."""
     text = response.strip()
     if not is_meaningful(text):
         return _unscored()
     try:
         predicted = extract(text)
-    except ZeroDivisionError:
-        return _unscored()  # their error record
+    except ZeroDivisionError as error:
+        return _unscored(str(error))
     gold = float(sample["answer"])
-    found = reasoning_score(text)
-    return {
-        "extracted_answer": predicted,
-        "is_correct": predicted is not None and predicted == gold,
+    matched = {
+        "exact_match": predicted is not None and predicted == gold,
         "numerical_match": predicted is not None and abs(predicted - gold) <= TOLERANCE,
-        "has_reasoning": found > REASONING_THRESHOLD,
-        "reasoning_score": found,
-        "is_meaningful": True,
+        "has_prediction": predicted is not None,
     }
+    return {"is_meaningful": True, "predicted_answer": predicted, "evaluation": {**matched, **reasoning(text)}}
 
 
 def aggregate(details: list[dict[str, Any]]) -> dict[str, Any]:
     """Their level metrics and names: rates over the meaningful responses only."""
-    scored = [detail["reference"] for detail in details if detail["reference"]["is_meaningful"]]
+    scored = [detail["reference"]["evaluation"] for detail in details if detail["reference"]["is_meaningful"]]
     counts = {
-        "exact_match_count": sum(verdict["is_correct"] for verdict in scored),
-        "numerical_match_count": sum(verdict["numerical_match"] for verdict in scored),
-        "has_prediction_count": sum(verdict["extracted_answer"] is not None for verdict in scored),
-        "has_reasoning_count": sum(verdict["has_reasoning"] for verdict in scored),
+        "exact_match_count": sum(evaluation["exact_match"] for evaluation in scored),
+        "numerical_match_count": sum(evaluation["numerical_match"] for evaluation in scored),
+        "has_prediction_count": sum(evaluation["has_prediction"] for evaluation in scored),
+        "has_reasoning_count": sum(evaluation["has_reasoning"] for evaluation in scored),
     }
     return {
         "exact_match_accuracy": share(counts["exact_match_count"], len(scored)),
@@ -100,7 +112,7 @@ def aggregate(details: list[dict[str, Any]]) -> dict[str, Any]:
         "prediction_rate": share(counts["has_prediction_count"], len(scored)),
         "reasoning_rate": share(counts["has_reasoning_count"], len(scored)),
         "meaningful_response_rate": share(len(scored), len(details)),
-        "avg_reasoning_score": share(sum(verdict["reasoning_score"] for verdict in scored), len(scored)),
+        "avg_reasoning_score": share(sum(evaluation["reasoning_score"] for evaluation in scored), len(scored)),
         **counts,
         "meaningful_samples": len(scored),
         "total_samples": len(details),

@@ -23,9 +23,9 @@ def extract(response: str, num_options: int) -> str | None:
 
 
 def score(sample: dict[str, Any], response: str) -> dict[str, Any]:
-    """Their verdict: the letter read and whether it is the gold one."""
+    """Their verdict in their names: the option index read (-1 for none) and whether it is the gold one."""
     predicted = extract(response, len(sample["options"]))
-    return {"extracted_answer": predicted, "is_correct": predicted is not None and predicted == sample["answer"]}
+    return {"predicted_answer": LETTERS.index(predicted) if predicted else -1, "is_correct": predicted is not None and predicted == sample["answer"]}
 
 
 def aggregate(details: list[dict[str, Any]]) -> dict[str, Any]:

@@ -60,19 +60,21 @@ def match(answer: str, gold: str) -> dict[str, Any]:
 
 
 def score(sample: dict[str, Any], response: str) -> dict[str, Any]:
-    """Their verdict on the first line; a meaningless answer gets no credit and leaves their denominators."""
+    """Their verdict on the first line, in their names (``response`` is the first line they keep);
+    a meaningless answer gets no credit and leaves their denominators."""
     answer = first_line(response)
     meaningful = is_meaningful(answer)
-    verdict = match(answer, sample["answer"]) if meaningful else match("", "")
-    return {"extracted_answer": answer, **verdict, "is_meaningful": meaningful}
+    evaluation = match(answer, sample["answer"]) if meaningful else match("", "")
+    return {"response": answer, "is_meaningful": meaningful, "evaluation": evaluation}
 
 
 def aggregate(details: list[dict[str, Any]]) -> dict[str, Any]:
     """Their level metrics and names: rates and averages over the meaningful answers only."""
     scored = [detail["reference"] for detail in details if detail["reference"]["is_meaningful"]]
-    contains = sum(verdict["contains_answer"] for verdict in scored)
-    exact = sum(verdict["exact_match"] for verdict in scored)
-    confident = sum(verdict["confidence"] > HIGH_CONFIDENCE for verdict in scored)
+    evaluations = [verdict["evaluation"] for verdict in scored]
+    contains = sum(evaluation["contains_answer"] for evaluation in evaluations)
+    exact = sum(evaluation["exact_match"] for evaluation in evaluations)
+    confident = sum(evaluation["confidence"] > HIGH_CONFIDENCE for evaluation in evaluations)
 
     def average(values: list[float]) -> float:
         return float(np.mean(values)) if values else 0.0
@@ -82,9 +84,9 @@ def aggregate(details: list[dict[str, Any]]) -> dict[str, Any]:
         "contains_answer_rate": share(contains, len(scored)),
         "exact_match_rate": share(exact, len(scored)),
         "high_confidence_rate": share(confident, len(scored)),
-        "avg_word_overlap_ratio": average([verdict["word_overlap_ratio"] for verdict in scored]),
-        "avg_confidence": average([verdict["confidence"] for verdict in scored]),
-        "avg_response_length_words": average([len(verdict["extracted_answer"].split()) for verdict in scored]),
+        "avg_word_overlap_ratio": average([evaluation["word_overlap_ratio"] for evaluation in evaluations]),
+        "avg_confidence": average([evaluation["confidence"] for evaluation in evaluations]),
+        "avg_response_length_words": average([len(verdict["response"].split()) for verdict in scored]),
         "contains_answer_count": contains,
         "exact_match_count": exact,
         "high_confidence_count": confident,

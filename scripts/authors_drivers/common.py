@@ -14,11 +14,12 @@ of our ``critical_neurons/reference/<benchmark>.py``) that defines ``DRIVER = Dr
   ``critical_neurons.rescoring.TASKS`` rebuilds it with default settings, gives the reference blocks compared;
 - ``their_row(sample)``: our sample (as our ``load_samples`` returns it) as a row of their dataset, which
   their code turns into the same prompt and gold;
-- ``their_verdict(result, sample)``: their per-sample result as our reference block (same keys, same
-  values where they agree; e.g. their option index as our letter);
+- ``their_verdict(result, sample)``: their per-sample result as our reference block holds it: their
+  scoring fields under their names, the copies of inputs (prompt, response, gold) left out
+  (``scoring_fields`` for a flat block);
 - ``fuzz(rng)``: one seeded random ``(sample, response)``; ``random_text`` composes responses;
-- optional: ``source_fixes`` (see ``load_authors_module``), ``ours_only`` (keys of our blocks with no
-  counterpart in theirs, left out of the comparison), ``evaluate(evaluator, rows)`` (default ``evaluate_dataset(rows)``), ``their_level(result)``
+- optional: ``source_fixes`` (see ``load_authors_module``), ``not_compared`` (keys of our blocks left
+  out of the comparison: ours alone has them, or their values cannot agree), ``evaluate(evaluator, rows)`` (default ``evaluate_dataset(rows)``), ``their_level(result)``
   (default: their level dict without ``detailed_results`` and ``neurons_masked``), and ``meaningless``
   (responses that make the all-meaningless level).
 
@@ -61,6 +62,15 @@ def default_evaluate(evaluator: Any, rows: list[dict[str, Any]]) -> dict[str, An
     return evaluator.evaluate_dataset(rows)
 
 
+def scoring_fields(*keys: str) -> Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]]:
+    """A ``their_verdict`` keeping ``keys`` of their per-sample result, as they are."""
+
+    def verdict(result: dict[str, Any], sample: dict[str, Any]) -> dict[str, Any]:
+        return {key: result[key] for key in keys}
+
+    return verdict
+
+
 def default_level(result: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in result.items() if key not in ("detailed_results", "neurons_masked")}
 
@@ -78,7 +88,7 @@ class Driver:
     evaluate: Callable[[Any, list[dict[str, Any]]], dict[str, Any]] = default_evaluate
     their_level: Callable[[dict[str, Any]], dict[str, Any]] = default_level
     source_fixes: tuple[tuple[str, str], ...] = ()
-    ours_only: tuple[str, ...] = ()
+    not_compared: tuple[str, ...] = ()
     meaningless: tuple[str, ...] = ("", "  ", "!!", "a.", "aaaaaaaaaaaa", "42 17", "x\n\n\n\n\n\ny", "......", "1111111")
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from authors_drivers.common import ALPHABET, Driver, random_text
+from authors_drivers.common import ALPHABET, Driver, random_text, scoring_fields
 from critical_neurons.tasks import gpqa
 
 FIELDS = ("Correct Answer", "Incorrect Answer 1", "Incorrect Answer 2", "Incorrect Answer 3")
@@ -36,11 +36,6 @@ def their_row(sample: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def their_verdict(result: dict[str, Any], sample: dict[str, Any]) -> dict[str, Any]:
-    index = result["predicted_answer"]
-    return {"extracted_answer": gpqa.LETTERS[index] if index >= 0 else None, "is_correct": result["is_correct"]}
-
-
 def sample_with(options: int, record: int) -> dict[str, Any]:
     """A sample as our loader makes it from a row with ``options`` answers."""
     row = {"Record ID": f"rec{options}-{record}", "Question": f"Q{record}?", **{field: f"answer {n}" if n < options else "" for n, field in enumerate(FIELDS)}}
@@ -58,4 +53,4 @@ PYTHON_312_FSTRING = (
     """{sample.get("Writer's Difficulty Estimate", 'N/A')}""",
     """{sample.get('Writer' + chr(39) + 's Difficulty Estimate', 'N/A')}""",
 )
-DRIVER = Driver(module="gpqa_evaluator", evaluator_class="GPQAEvaluator", method=gpqa.DEFAULTS.name, their_row=their_row, their_verdict=their_verdict, fuzz=fuzz, source_fixes=(PYTHON_312_FSTRING,))
+DRIVER = Driver(module="gpqa_evaluator", evaluator_class="GPQAEvaluator", method=gpqa.DEFAULTS.name, their_row=their_row, their_verdict=scoring_fields("predicted_answer", "predicted_choice", "is_correct"), fuzz=fuzz, source_fixes=(PYTHON_312_FSTRING,))

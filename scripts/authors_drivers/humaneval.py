@@ -1,9 +1,9 @@
 """HumanEval: their ``HumanEvalEvaluator`` against ``critical_neurons.reference.humaneval``.
 
 The problems are those of ``tests/fixtures/humaneval_subset.jsonl``. Their code runs their programs
-unsandboxed in the working folder, so their level runs in a fresh temporary folder. Their failure
-message (``error_msg``: the program's whole stderr, with its temporary file's path) has no stable
-counterpart in our ``result`` (the last stderr line), so ``result`` is left out of the comparison.
+unsandboxed in the working folder, so their level runs in a fresh temporary folder. A runtime
+error's ``error_msg`` is the program's whole stderr for them, with their temporary file's path, and
+its last line for us, so ``error_msg`` is left out of the comparison.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from authors_drivers.common import ALPHABET, Driver, random_text
+from authors_drivers.common import ALPHABET, Driver, random_text, scoring_fields
 from critical_neurons.tasks import humaneval
 
 PROBLEMS = humaneval.load_samples(str(Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "humaneval_subset.jsonl"))
@@ -29,10 +29,6 @@ def their_row(sample: dict[str, Any]) -> dict[str, Any]:
     return dict(sample)
 
 
-def their_verdict(result: dict[str, Any], sample: dict[str, Any]) -> dict[str, Any]:
-    return {"extracted_code": result["extracted_code"], "passed": result["passed"], "is_meaningful": result["is_meaningful_response"]}
-
-
 def evaluate(evaluator: Any, rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Their ``evaluate_dataset``, in a temporary working folder their programs may write to."""
     with tempfile.TemporaryDirectory(prefix="authors-humaneval-") as folder, contextlib.chdir(folder):
@@ -45,4 +41,4 @@ def fuzz(rng: random.Random) -> tuple[dict[str, Any], str]:
     return problem, random_text(rng, (*ALPHABET, *PIECES, *PIECES, *names, *names), 30)
 
 
-DRIVER = Driver(module="humaneval_evaluator", evaluator_class="HumanEvalEvaluator", method=humaneval.DEFAULTS.name, their_row=their_row, their_verdict=their_verdict, fuzz=fuzz, evaluate=evaluate, ours_only=("result",))
+DRIVER = Driver(module="humaneval_evaluator", evaluator_class="HumanEvalEvaluator", method=humaneval.DEFAULTS.name, their_row=their_row, their_verdict=scoring_fields("extracted_code", "is_meaningful_response", "passed"), fuzz=fuzz, evaluate=evaluate, not_compared=("error_msg",))

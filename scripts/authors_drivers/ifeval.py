@@ -17,6 +17,7 @@ from if_verifiable.ifeval.instructions_registry import INSTRUCTION_DICT
 from authors_drivers.common import ALPHABET, Driver, random_text
 from critical_neurons.tasks import ifeval
 
+INPUT_COPIES = ("instruction_id_list", "prompt", "response")
 LANGUAGES = ("en", "fr", "es", "zh", "de", "ja", "ko", "ru", "it", "pt", "ar", "hi", "English", "Chinese", "zh-TW", "bn", "ne", "te", "sw", "fi")
 KEYWORDS = ("bear", "Seal", "apple", "the", "", " ", "END", "中文", "a", "xyz", "hello world")
 RELATIONS = ("less than", "at least", "exactly", "more than", "At Least", "less than or equal", None, 3)
@@ -88,14 +89,9 @@ def their_row(sample: dict[str, Any]) -> dict[str, Any]:
 
 
 def their_verdict(result: dict[str, Any], sample: dict[str, Any]) -> dict[str, Any]:
-    strict, loose = result["strict_evaluation"], result["loose_evaluation"]
-    return {
-        "strict_follow_instruction_list": strict["follow_instruction_list"],
-        "loose_follow_instruction_list": loose["follow_instruction_list"],
-        "follow_all_instructions_strict": strict["follow_all_instructions"],
-        "follow_all_instructions_loose": loose["follow_all_instructions"],
-        "is_meaningful": result["is_meaningful_response"],
-    }
+    """Their result without its copies of the inputs (key, prompt, response, ids, kwargs; the same in each mode's dict)."""
+    modes = {mode: {key: value for key, value in result[mode].items() if key not in INPUT_COPIES} for mode in ("strict_evaluation", "loose_evaluation")}
+    return {"is_meaningful_response": result["is_meaningful_response"], **modes, "num_instructions": result["num_instructions"]}
 
 
 def fuzz(rng: random.Random) -> tuple[dict[str, Any], str]:

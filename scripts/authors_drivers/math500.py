@@ -54,5 +54,5 @@ def fuzz(rng: random.Random) -> tuple[dict[str, Any], str]:
 
 
 DRIVER = Driver(
-    module="math_evaluator", evaluator_class="Math500Evaluator", method=math500.DEFAULTS.name, their_row=their_row, their_verdict=their_verdict, fuzz=fuzz, ours_only=("grading_timed_out", "grading_timeouts")
+    module="math_evaluator", evaluator_class="Math500Evaluator", method=math500.DEFAULTS.name, their_row=their_row, their_verdict=their_verdict, fuzz=fuzz, not_compared=("grading_timed_out", "grading_timeouts")
 )

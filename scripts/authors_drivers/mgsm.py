@@ -12,6 +12,8 @@ from typing import Any
 from authors_drivers.common import ALPHABET, Driver, random_text
 from critical_neurons.tasks import mgsm
 
+# Left out of their ``evaluation``: the gold, whether there is one, and the prediction the result holds already.
+EVALUATION_COPIES = ("predicted_answer", "ground_truth_answer", "has_ground_truth")
 GOLDS = ("18", "3", "70000", "-4", "0.5", "1000", "12", "0")
 PHRASES = ("the answer is ", "answer: ", "final answer: ", "therefore, ", "so ", "thus,", "also ", " = ", "equals ", "equal", " is ", "1,000", "5/0", "3/4", "step 2", "because ", "×", "٣", "ſo ")
 
@@ -22,15 +24,9 @@ def their_row(sample: dict[str, Any]) -> dict[str, Any]:
 
 
 def their_verdict(result: dict[str, Any], sample: dict[str, Any]) -> dict[str, Any]:
-    evaluation = result["evaluation"]
-    return {
-        "extracted_answer": result["predicted_answer"],
-        "is_correct": evaluation["exact_match"],
-        "numerical_match": evaluation["numerical_match"],
-        "has_reasoning": evaluation["has_reasoning"],
-        "reasoning_score": evaluation["reasoning_score"],
-        "is_meaningful": result["is_meaningful"],
-    }
+    """Their result without its input copies (question, response, gold; ``evaluation``'s gold and its repeated prediction)."""
+    evaluation = {key: value for key, value in result["evaluation"].items() if key not in EVALUATION_COPIES}
+    return {**{key: result[key] for key in ("is_meaningful", "predicted_answer", "error") if key in result}, "evaluation": evaluation}
 
 
 def fuzz(rng: random.Random) -> tuple[dict[str, Any], str]:

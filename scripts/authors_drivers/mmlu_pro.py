@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from authors_drivers.common import ALPHABET, Driver, random_text
+from authors_drivers.common import ALPHABET, Driver, random_text, scoring_fields
 from critical_neurons.tasks import mmlu_pro
 
 CATEGORIES = ("math", "law", "chemistry")
@@ -16,10 +16,6 @@ def their_row(sample: dict[str, Any]) -> dict[str, Any]:
     return {key: sample[key] for key in ("question_id", "question", "options", "answer", "category")}
 
 
-def their_verdict(result: dict[str, Any], sample: dict[str, Any]) -> dict[str, Any]:
-    index = result["predicted_answer"]
-    return {"extracted_answer": mmlu_pro.LETTERS[index] if index >= 0 else None, "is_correct": result["is_correct"]}
-
 
 def fuzz(rng: random.Random) -> tuple[dict[str, Any], str]:
     count = rng.choice((3, 4, 10))
@@ -27,4 +23,4 @@ def fuzz(rng: random.Random) -> tuple[dict[str, Any], str]:
     return sample, random_text(rng, (*ALPHABET, *PHRASES))
 
 
-DRIVER = Driver(module="mmlu_pro_evaluator", evaluator_class="MMLUProEvaluator", method=mmlu_pro.DEFAULTS.name, their_row=their_row, their_verdict=their_verdict, fuzz=fuzz)
+DRIVER = Driver(module="mmlu_pro_evaluator", evaluator_class="MMLUProEvaluator", method=mmlu_pro.DEFAULTS.name, their_row=their_row, their_verdict=scoring_fields("predicted_answer", "is_correct"), fuzz=fuzz)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from authors_drivers.common import ALPHABET, Driver, default_level, random_text
+from authors_drivers.common import ALPHABET, Driver, default_level, random_text, scoring_fields
 from critical_neurons.tasks import simpleqa
 
 GOLDS = ("Paris", "the Thames", "1988", "Leonardo da Vinci", "!?", "", "U.S.A.", "New York City")
@@ -19,10 +19,6 @@ PUNCTUATION = (".", "!", "?", ";", ",", "\"", "'", " ", "\n", "\r", "\u2028", "-
 
 def their_row(sample: dict[str, Any]) -> dict[str, Any]:
     return {"problem": sample["question"], "answer": sample["answer"]}
-
-
-def their_verdict(result: dict[str, Any], sample: dict[str, Any]) -> dict[str, Any]:
-    return {"extracted_answer": result["response"], **result["evaluation"], "is_meaningful": result["is_meaningful"]}
 
 
 def their_level(result: dict[str, Any]) -> dict[str, Any]:
@@ -37,4 +33,4 @@ def fuzz(rng: random.Random) -> tuple[dict[str, Any], str]:
     return {"id": index, "question": "Who?", "answer": GOLDS[index]}, random_text(rng, pieces)
 
 
-DRIVER = Driver(module="simpleqa_evaluator", evaluator_class="SimpleQAEvaluator", method=simpleqa.DEFAULTS.name, their_row=their_row, their_verdict=their_verdict, their_level=their_level, fuzz=fuzz)
+DRIVER = Driver(module="simpleqa_evaluator", evaluator_class="SimpleQAEvaluator", method=simpleqa.DEFAULTS.name, their_row=their_row, their_verdict=scoring_fields("response", "is_meaningful", "evaluation"), their_level=their_level, fuzz=fuzz)
