@@ -10,4 +10,4 @@ python method/1_importance_evaluation.py --model_path "$MODEL" --input_text "$TE
     --noise_scale 5 --num_samples 100 --output_file neurons/importance_ranked_neurons.json
 python method/2_neuron_identification.py --model_path "$MODEL" --neuron_file neurons/importance_ranked_neurons.json \
     --test_text "$TEXT" --output_file results/critical_neurons_result.json
-python -m critical_neurons.summary results/critical_neurons_result.json
+python -m critical_neurons.reporting.console results/critical_neurons_result.json

@@ -14,7 +14,7 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from critical_neurons.errors import UsageError
-from critical_neurons.models import DTYPE_CHOICES
+from critical_neurons.model.loading import DTYPE_CHOICES
 
 logger = logging.getLogger("critical_neurons")
 

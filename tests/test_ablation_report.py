@@ -13,8 +13,10 @@ import numpy as np
 import pytest
 from conftest import ROOT, run_script
 
-from critical_neurons.records import Channel
-from critical_neurons.reporting import ablation_rows, compare_rankings, kendall_tau_b, layer_and_type, read_result, read_results, spearman
+from critical_neurons.outputs.records import Channel
+from critical_neurons.reporting.rank_statistics import compare_rankings, kendall_tau_b, spearman
+from critical_neurons.reporting.results import layer_and_type, read_result, read_results
+from critical_neurons.reporting.tables import ablation_rows
 
 LAYERS, WIDTH = 4, 8
 TEXT = "Later reviews were more positive. In just over 29 minutes, Bookends is stunning in its vision."
@@ -165,7 +167,7 @@ def test_summarize_runs_stage2_through_the_core(tiny_model_path, tmp_path):
 
 
 def evaluation(method, metric, entries, model=None, neuron_method=None, reference_metric=None):
-    """An evaluator result as critical_neurons.evaluator_cli writes it (the parts the report reads)."""
+    """An evaluator result as critical_neurons.evaluation.evaluator_cli writes it (the parts the report reads)."""
     return {"kind": "evaluation", "method": method, "primary_metric": metric, "reference_metric": reference_metric, "model": model or model_block(),
             "model_info": {"model_path": "models/x", "neuron_file": "neurons/x.json", "neuron_method": neuron_method}, "dataset_info": {}, "results": entries}
 

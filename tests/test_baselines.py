@@ -9,7 +9,7 @@ import pytest
 import torch
 from conftest import ROOT, run_script
 
-from critical_neurons.baselines import (
+from critical_neurons.method.baselines import (
     activation_ranking,
     draw_channels,
     gradient_ranking,
@@ -19,10 +19,10 @@ from critical_neurons.baselines import (
     reference_population,
     site_population,
 )
-from critical_neurons.masking import site_width
-from critical_neurons.models import load_model
-from critical_neurons.perplexity import perplexity
-from critical_neurons.sites import candidate_sites
+from critical_neurons.model.loading import load_model
+from critical_neurons.model.masking import site_width
+from critical_neurons.model.perplexity import perplexity
+from critical_neurons.model.sites import candidate_sites
 
 TEXT = "Later reviews were more positive. In just over 29 minutes, Bookends is stunning in its vision."
 EVAL_TEXTS = [

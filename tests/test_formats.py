@@ -8,11 +8,15 @@ import math
 import pytest
 from conftest import ROOT, run_script
 
-from critical_neurons import formats
-from critical_neurons.baselines import Population
 from critical_neurons.errors import UsageError
-from critical_neurons.folding import FoldEdit
-from critical_neurons.formats.build import (
+from critical_neurons.method.baselines import Population
+from critical_neurons.method.ranking import Ranking
+from critical_neurons.method.stage2 import CriticalSet, MaskingStep
+from critical_neurons.model.folding import FoldEdit
+from critical_neurons.model.perplexity import PerplexityResult
+from critical_neurons.outputs import formats
+from critical_neurons.outputs.files import write_json
+from critical_neurons.outputs.formats.build import (
     ablation_summary_payload,
     characterization_payload,
     critical_set_payload,
@@ -21,13 +25,9 @@ from critical_neurons.formats.build import (
     random_masking_header,
     ranking_payload,
 )
-from critical_neurons.formats.read import NeuronFile, check_output, read_neuron_file, read_output, read_ranking_file
-from critical_neurons.identification import CriticalSet, MaskingStep
-from critical_neurons.io import write_json
-from critical_neurons.perplexity import PerplexityResult
-from critical_neurons.ranking import Ranking
-from critical_neurons.records import Channel, NeuronRecord
-from critical_neurons.reporting import read_result
+from critical_neurons.outputs.formats.read import NeuronFile, check_output, read_neuron_file, read_output, read_ranking_file
+from critical_neurons.outputs.records import Channel, NeuronRecord
+from critical_neurons.reporting.results import read_result
 
 MODEL = {"path": "models/tiny", "model_type": "llama", "fingerprint": "abc123"}
 RECORDS = [NeuronRecord("model.layers.1.mlp.down_proj", 0, 7, 9.5), NeuronRecord("model.layers.1.mlp.down_proj", 3, 7, 4.0), NeuronRecord("model.layers.0.mlp.up_proj", 1, 2, 1.5)]
@@ -189,8 +189,8 @@ def test_an_authors_ranking_without_kind_still_reads_as_a_ranking(tmp_path):
 
 # Strings spelled like a kind that name something else: (file, text on the line).
 NOT_KINDS = {
-    ("critical_neurons/export.py", '"lesion": lesion_config'),  # config.json's block of an exported model
-    ("critical_neurons/characterization_figures.py", 'prefix: str = "characterization"'),  # figure file names
+    ("critical_neurons/model/export.py", '"lesion": lesion_config'),  # config.json's block of an exported model
+    ("critical_neurons/reporting/characterization_figures.py", 'prefix: str = "characterization"'),  # figure file names
     ("comparison/random_masking.py", 'getLogger("random_masking")'),  # the script's logger
     ("method/wikitext_evaluator.py", '/ "evaluation" /'),  # the evaluation/ folder
 }
@@ -203,7 +203,7 @@ def test_no_kind_literal_outside_the_formats_package():
     for folder in ("critical_neurons", "method", "comparison", "ablation", "evaluation"):
         for path in sorted((ROOT / folder).rglob("*")):
             name = str(path.relative_to(ROOT))
-            if path.suffix not in (".py", ".sh") or name.startswith("critical_neurons/formats/"):
+            if path.suffix not in (".py", ".sh") or name.startswith("critical_neurons/outputs/formats/"):
                 continue
             for number, line in enumerate(path.read_text().splitlines(), start=1):
                 if any(literal in line for literal in literals) and not any(name == file and text in line for file, text in NOT_KINDS):
@@ -218,10 +218,10 @@ def test_shell_scripts_do_no_json_surgery():
 def test_count_prints_the_critical_set_size(tmp_path):
     path = tmp_path / "critical.json"
     write_json(path, critical_set())
-    result = run_script("critical_neurons/summary.py", "--count", path, check=True)
+    result = run_script("critical_neurons/reporting/console.py", "--count", path, check=True)
     assert result.stdout.strip() == "2"
     write_json(path, evaluation())
-    refused = run_script("critical_neurons/summary.py", path)
+    refused = run_script("critical_neurons/reporting/console.py", path)
     assert refused.returncode == 2 and "is not a critical_set result" in refused.stderr
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from conftest import ROOT
 
-from critical_neurons.reporting import read_result
+from critical_neurons.reporting.results import read_result
 
 
 def build_wheel(folder: Path) -> Path:
@@ -76,5 +76,5 @@ def test_wheel_holds_every_module_and_runs_the_pipeline_without_the_checkout(tmp
     assert read_result(critical).kind == "critical_set"
     imported = [path for path in bytecode.rglob("*.pyc") if "critical_neurons" in path.parts]
     installed = str(tmp_path / "venv")
-    assert any(path.stem.startswith("identification.") for path in imported), "Stage 2's core was not imported"
+    assert any(path.stem.startswith("stage2.") for path in imported), "Stage 2's core was not imported"
     assert all(str(path.relative_to(bytecode)).startswith(installed.lstrip("/")) for path in imported), "a module came from outside the installed wheel"

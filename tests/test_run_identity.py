@@ -11,8 +11,8 @@ import pytest
 from conftest import ROOT, assert_usage_error, neuron_file, run_script
 
 from critical_neurons.errors import UsageError
-from critical_neurons.formats.read import read_neuron_file
-from critical_neurons.io import OutputFile, write_json
+from critical_neurons.outputs.files import OutputFile, write_json
+from critical_neurons.outputs.formats.read import read_neuron_file
 
 TEXT = "Later reviews were more positive. In just over 29 minutes, Bookends is stunning in its vision."
 WIKITEXT = ROOT / "tests" / "fixtures" / "wikitext_test.jsonl"
@@ -152,7 +152,7 @@ def test_a_full_disk_keeps_the_previous_file(tmp_path, monkeypatch):
     def no_space(_descriptor):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr("critical_neurons.io.os.fsync", no_space)
+    monkeypatch.setattr("critical_neurons.outputs.files.os.fsync", no_space)
     with pytest.raises(UsageError, match=r"--output_file.*No space left"):
         write_json(output, {"kept": False})
     assert json.loads(output.read_text()) == {"kept": True}

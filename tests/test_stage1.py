@@ -7,12 +7,13 @@ import math
 import pytest
 import torch
 
-from critical_neurons import UsageError, importance, ranking
+from critical_neurons import UsageError
 from critical_neurons.cli import encode_text
-from critical_neurons.importance import SCORE_THRESHOLD, perturbation_importance
-from critical_neurons.models import load_model, max_positions
-from critical_neurons.ranking import rank_site_scores
-from critical_neurons.sites import candidate_sites
+from critical_neurons.method import ranking, stage1
+from critical_neurons.method.ranking import rank_site_scores
+from critical_neurons.method.stage1 import SCORE_THRESHOLD, perturbation_importance
+from critical_neurons.model.loading import load_model, max_positions
+from critical_neurons.model.sites import candidate_sites
 
 TEXT = "Later reviews were more positive. In just over 29 minutes, Bookends is stunning in its vision."
 
@@ -145,7 +146,7 @@ def per_batch_noise(shape: tuple[int, int], sizes: list[int], seed: int):
 def test_batch_size_check_catches_noise_that_depends_on_the_batch_size(tiny_model_path, monkeypatch):
     model, tokenizer = load_model(str(tiny_model_path("llama")))
     input_ids = tokenizer(TEXT, return_tensors="pt").input_ids
-    monkeypatch.setattr(importance, "noise_batches", per_batch_noise)
+    monkeypatch.setattr(stage1, "noise_batches", per_batch_noise)
     one, three = (perturbation_importance(model, input_ids, num_samples=8, batch_size=size, top_n=100_000, progress=False) for size in (1, 3))
     with pytest.raises(AssertionError):
         assert_same_ranking(as_tuples(three.records), as_tuples(one.records))
