@@ -188,7 +188,7 @@ def masked_channels(model, input_ids, args):
 
 def timed_by_mask_mode(model, channels, function, repeats: int) -> dict[str, float]:
     """Fastest time of ``function`` unmasked, hooked and folded, the three modes alternating so load hits all alike."""
-    from critical_neurons.evaluation.runner import masking
+    from critical_neurons.model.folding import masking
 
     times: dict[str, list[float]] = {"unmasked": [], "hook": [], "fold": []}
     for _ in range(repeats):
@@ -201,7 +201,7 @@ def timed_by_mask_mode(model, channels, function, repeats: int) -> dict[str, flo
 def part_masking(args) -> dict:
     """Forward passes (the perplexity workload) unmasked, with hooks, and with the channels folded into the
     weights; and the largest logit difference between the hooked and the folded model (0: the same model)."""
-    from critical_neurons.evaluation.runner import masking
+    from critical_neurons.model.folding import masking
 
     model, _, input_ids = load(args)
     channels, num_records = masked_channels(model, input_ids, args)

@@ -15,10 +15,10 @@ import torch
 
 from critical_neurons.cli import ArgumentParser, add_model_arguments, integer, parse_arguments, run
 from critical_neurons.errors import UsageError
-from critical_neurons.evaluation.runner import MASK_MODES, LevelRunner, parse_levels
+from critical_neurons.evaluation.runner import LevelRunner, parse_levels
 from critical_neurons.evaluation.tasks.language_modeling import WIKITEXT_HUB, wikitext_texts
 from critical_neurons.method.baselines import MAX_RUNS, check_level, draw_channels, random_masking_level, reference_population, site_population
-from critical_neurons.model.folding import plan_folds
+from critical_neurons.model.folding import MASK_MODES, plan_folds
 from critical_neurons.model.loading import load_model, model_info
 from critical_neurons.model.perplexity import tokenize_texts
 from critical_neurons.outputs.files import OutputFile

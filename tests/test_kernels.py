@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 
-import critical_neurons
+import critical_neurons.method
 from critical_neurons.method import site_sums
 from critical_neurons.method.site_sums import AbsDifferenceSums
 
@@ -45,7 +45,7 @@ def test_fused_kernel_runs_on_cpu_float32_and_not_in_a_forked_child(monkeypatch)
 
 def test_without_numba_the_pytorch_path_runs_with_a_warning(monkeypatch, caplog):
     monkeypatch.setitem(sys.modules, "critical_neurons.method.site_sums_numba", None)  # makes the import fail
-    monkeypatch.delattr(critical_neurons, "fused", raising=False)
+    monkeypatch.delattr(critical_neurons.method, "site_sums_numba", raising=False)
     clean, batch = torch.zeros(2, 3), torch.ones(4, 2, 3)
     sums = AbsDifferenceSums()
     sums.set_clean("site", clean)

@@ -15,17 +15,9 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from critical_neurons.cli import add_model_arguments, add_neuron_file_arguments, integer
 from critical_neurons.evaluation.generation import COMPILE_CHOICES, plan_generation
-from critical_neurons.evaluation.runner import (
-    MASK_MODES,
-    GenerationSettings,
-    LevelRunner,
-    evaluate_generative,
-    level_channels,
-    masked_evaluation,
-    parse_masking_levels,
-    resolve_mask_mode,
-)
+from critical_neurons.evaluation.runner import GenerationSettings, LevelRunner, evaluate_generative, level_channels, masked_evaluation, parse_masking_levels
 from critical_neurons.evaluation.tasks.common import GenerativeTask, TaskDefaults
+from critical_neurons.model.folding import MASK_MODES, resolve_mask_mode
 from critical_neurons.model.loading import load_model, model_info
 from critical_neurons.model.masking import validate_channels
 from critical_neurons.outputs.files import OutputFile

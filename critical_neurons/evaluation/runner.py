@@ -10,7 +10,6 @@ import json
 import logging
 import time
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -18,8 +17,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from critical_neurons.errors import UsageError
 from critical_neurons.evaluation.generation import GenerationSettings, generate
 from critical_neurons.evaluation.tasks.common import GenerativeTask
-from critical_neurons.model.folding import can_fold, check_fold, folded, plan_folds
-from critical_neurons.model.masking import NeuronMasker
+from critical_neurons.model.folding import check_fold, masking
 from critical_neurons.outputs.files import OutputFile, run_metadata
 from critical_neurons.outputs.formats.build import levels_payload
 from critical_neurons.outputs.formats.read import kind_of, previous_levels
@@ -52,28 +50,6 @@ def parse_masking_levels(text: str | None, fallback: int, num_records: int | Non
 def level_channels(records: Sequence[NeuronRecord] | None, level: int) -> list[Channel]:
     """The distinct channels of the first ``level`` records (none at level 0 or without a list)."""
     return distinct_channels(records[:level]) if level and records else []
-
-
-MASK_MODES = ("auto", "hook", "fold")
-
-
-def resolve_mask_mode(model: PreTrainedModel, channels: Sequence[Channel], requested: str = "auto") -> str:
-    """``auto``: fold when every channel folds exactly, else hook; ``fold`` refuses an unfoldable site by name."""
-    if requested not in MASK_MODES:
-        raise UsageError("--mask_mode", f"must be one of {', '.join(MASK_MODES)}, got {requested!r}", "use auto, hook or fold")
-    if requested == "fold":
-        plan_folds(model, channels)
-        return "fold"
-    if requested == "auto":
-        return "fold" if channels and can_fold(model, channels) else "hook"
-    return "hook"
-
-
-def masking(model: PreTrainedModel, channels: Sequence[Channel], mode: str = "hook") -> AbstractContextManager:
-    """The channels zeroed for the ``with`` body: by forward hooks, or folded into the weights and restored after."""
-    if not channels:
-        return nullcontext()
-    return folded(model, channels) if mode == "fold" else NeuronMasker(model, channels, validate=False)
 
 
 def masked_evaluation(

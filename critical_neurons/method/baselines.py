@@ -19,9 +19,8 @@ from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from critical_neurons.errors import UsageError
-from critical_neurons.evaluation.runner import masking, resolve_mask_mode
 from critical_neurons.method.ranking import Ranking, check_top_n, rank_site_scores
-from critical_neurons.model.folding import check_fold
+from critical_neurons.model.folding import check_fold, masking, resolve_mask_mode
 from critical_neurons.model.perplexity import LN10, exp_or_inf, perplexity
 from critical_neurons.model.sites import SiteRecorder, base_forward, candidate_sites, require_sites
 from critical_neurons.outputs.records import Channel

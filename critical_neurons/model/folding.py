@@ -15,13 +15,16 @@ folder that lm-eval or vLLM load without this package. Each site type has one ex
 Anything else (attention modules returning tuples, rotary embeddings, quantised weights, unknown
 modules) is refused by name, and so is any edit of a parameter shared with another module (tied
 embeddings): folding it would change that module too, which the hook never does.
+
+:func:`masking` applies a set of channels either way (``--mask_mode``: hook, fold, or auto: fold when
+every channel folds), for the evaluators and the random baseline alike.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import asdict, dataclass
 
 import torch
@@ -275,3 +278,25 @@ def check_fold(
         )
     logger.info("Fold check passed: max |logit difference| %.3g <= %.3g on %d tokens", max_diff, tolerance, result["probe_tokens"])
     return result
+
+
+MASK_MODES = ("auto", "hook", "fold")
+
+
+def resolve_mask_mode(model: PreTrainedModel, channels: Sequence[Channel], requested: str = "auto") -> str:
+    """``auto``: fold when every channel folds exactly, else hook; ``fold`` refuses an unfoldable site by name."""
+    if requested not in MASK_MODES:
+        raise UsageError(MASK_MODE_FLAG, f"must be one of {', '.join(MASK_MODES)}, got {requested!r}", "use auto, hook or fold")
+    if requested == "fold":
+        plan_folds(model, channels)
+        return "fold"
+    if requested == "auto":
+        return "fold" if channels and can_fold(model, channels) else "hook"
+    return "hook"
+
+
+def masking(model: PreTrainedModel, channels: Sequence[Channel], mode: str = "hook") -> AbstractContextManager:
+    """The channels zeroed for the ``with`` body: by forward hooks, or folded into the weights and restored after."""
+    if not channels:
+        return nullcontext()
+    return folded(model, channels) if mode == "fold" else NeuronMasker(model, channels, validate=False)
