@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT, run_script
+from conftest import ROOT, SHORT_BOOKENDS_TEXT, run_script
 
 from critical_neurons.outputs.records import Channel
 from critical_neurons.reporting.rank_statistics import compare_rankings, kendall_tau_b, spearman
@@ -19,7 +19,6 @@ from critical_neurons.reporting.results import layer_and_type, read_result, read
 from critical_neurons.reporting.tables import ablation_rows
 
 LAYERS, WIDTH = 4, 8
-TEXT = "Later reviews were more positive. In just over 29 minutes, Bookends is stunning in its vision."
 
 
 def channel_order(seed: int, default_share: float) -> list[tuple[str, int]]:
@@ -44,14 +43,14 @@ def ranking_payload(channels, noise_scale=5.0, num_samples=100, method="multi_gp
         for rank, ((name, hidden), seq) in enumerate((channel, seq) for channel in channels for seq in range(2))
     ]
     records.sort(key=lambda record: -record["activation_diff"])
-    return {"kind": "ranking", "method": method, "input_text": TEXT, "noise_scale": noise_scale, "num_samples": num_samples, "num_tokens": 20,
+    return {"kind": "ranking", "method": method, "input_text": SHORT_BOOKENDS_TEXT, "noise_scale": noise_scale, "num_samples": num_samples, "num_tokens": 20,
             "total_neurons": len(records), "top_neurons": records, "model": model or model_block()}
 
 
 def stage2_payload(ranking, count):
     return {
         "kind": "critical_set", "method": "prefix_search", "ranking_method": ranking["method"], "model": ranking["model"],
-        "baseline_perplexity": 82.1, "test_text": TEXT, "step_size": 1, "max_magnitude_increase": 1.0,
+        "baseline_perplexity": 82.1, "test_text": SHORT_BOOKENDS_TEXT, "step_size": 1, "max_magnitude_increase": 1.0,
         "masking_steps": [{"step": 1, "neurons_masked": count, "log10_perplexity": 6.3, "magnitude_increase": 4.4, "masked_perplexity": 2e6}],
         "final_masked_neurons": ranking["top_neurons"][:count], "stopping_reason": "magnitude_increase_exceeded",
         "model_info": {"model_path": ranking["model"]["path"]},
