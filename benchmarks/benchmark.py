@@ -56,7 +56,8 @@ def timed(function, repeats: int = 1) -> float:
 
 
 def load(args):
-    from critical_neurons.cli import BOOKENDS_TEXT, encode_text
+    from critical_neurons.cli import encode_text
+    from critical_neurons.model.folding import BOOKENDS_TEXT
     from critical_neurons.model.loading import input_device, load_model
 
     model, tokenizer = load_model(args["model_path"], args["dtype"], args["device_map"])
@@ -267,7 +268,7 @@ def copy_bandwidth(device: torch.device) -> float:
 
 def throughput_prompts(count: int) -> list[str]:
     """About 130-token prompts of a few lengths: the Bookends text and a numbered question."""
-    from critical_neurons.cli import BOOKENDS_TEXT
+    from critical_neurons.model.folding import BOOKENDS_TEXT
 
     return [f"{BOOKENDS_TEXT} Question {index}:{' What did the critics say?' * (index % 4)}" for index in range(count)]
 

@@ -28,7 +28,7 @@ from transformers import (
     Qwen2Config,
 )
 
-from critical_neurons.cli import BOOKENDS_TEXT
+from critical_neurons.model.folding import BOOKENDS_TEXT
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = ROOT / "models" / "smollm2-135m"

@@ -9,10 +9,10 @@ import pytest
 import torch
 from conftest import ROOT, assert_usage_error, run_script
 
-from critical_neurons.cli import BOOKENDS_TEXT
 from critical_neurons.errors import UsageError
 from critical_neurons.method.baselines import Population
 from critical_neurons.method.characterization import characterize, control_population, draw_control_sets
+from critical_neurons.model.folding import BOOKENDS_TEXT
 from critical_neurons.model.loading import load_model
 from critical_neurons.outputs.records import Channel
 from critical_neurons.outputs.run_identity import model_identity

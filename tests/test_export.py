@@ -14,7 +14,7 @@ from safetensors import SafetensorError
 from safetensors.torch import save_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from critical_neurons.cli import BOOKENDS_TEXT
+from critical_neurons.model.folding import BOOKENDS_TEXT
 from critical_neurons.model.masking import NeuronMasker
 from critical_neurons.model.perplexity import perplexity
 from critical_neurons.outputs.records import Channel

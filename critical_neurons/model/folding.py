@@ -33,7 +33,6 @@ from torch.func import functional_call
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from transformers.pytorch_utils import Conv1D
 
-from critical_neurons.cli import BOOKENDS_TEXT
 from critical_neurons.errors import UsageError
 from critical_neurons.model.loading import input_device
 from critical_neurons.model.masking import NeuronMasker, validate_channels
@@ -43,6 +42,16 @@ logger = logging.getLogger(__name__)
 
 MASK_MODE_FLAG = "--mask_mode"
 MASK_MODE_FIX = "use --mask_mode hook"
+
+# The paper's example text (a review of Simon & Garfunkel's Bookends): the fold check's probe, the export's
+# default text for perplexity before and after, and the quick start's input.
+BOOKENDS_TEXT = (
+    "Later reviews were more positive. In just over 29 minutes, Bookends is stunning in its vision of a "
+    "bewildered America in search of itself, said AllMusic writer Thom Jurek, who gave it five stars out of "
+    "five. Pitchfork Media's Stephen M. Deusner called Bookends the moment in which the duo were settling "
+    "into themselves, losing their folk revival pretensions and emphasizing quirky production techniques to "
+    "match their soaring vocals. The A.V. Club called it the group's most musically and conceptually daring album."
+)
 
 # Per-model facts: the attribute name of an MLP activation -> the sibling projection that consumes its
 # output. Llama, Qwen2, Mistral, Gemma 1-3: down_proj(act_fn(gate_proj(x)) * up_proj(x));
