@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import math
 
@@ -189,26 +190,42 @@ def test_an_authors_ranking_without_kind_still_reads_as_a_ranking(tmp_path):
 
 # Strings spelled like a kind that name something else: (file, text on the line).
 NOT_KINDS = {
-    ("critical_neurons/model/export.py", '"lesion": lesion_config'),  # config.json's block of an exported model
     ("critical_neurons/reporting/characterization_figures.py", 'prefix: str = "characterization"'),  # figure file names
     ("comparison/random_masking.py", 'getLogger("random_masking")'),  # the script's logger
     ("method/wikitext_evaluator.py", '/ "evaluation" /'),  # the evaluation/ folder
+    ("scripts/authors_drivers/simpleqa.py", 'scoring_fields("response", "is_meaningful", "evaluation")'),  # the authors' per-sample field
 }
+
+
+def kind_literals(source: str) -> list[int]:
+    """Lines that spell the ``kind`` key, or a kind's name as a value (a dict key or an index spelled like a
+    kind names a field, e.g. the authors' per-sample ``evaluation`` block, and is not a kind)."""
+    tree = ast.parse(source)
+    field_names = {id(node) for parent in ast.walk(tree) for node in (parent.keys if isinstance(parent, ast.Dict) else [parent.slice] if isinstance(parent, ast.Subscript) else [])}
+    return [
+        node.lineno
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant) and (node.value == "kind" or (node.value in formats.KINDS and id(node) not in field_names))
+    ]
 
 
 def test_no_kind_literal_outside_the_formats_package():
     """Every kind is named through its constant, so a kind is spelled in one place."""
-    literals = ['"kind"', *(f'"{kind}"' for kind in formats.KINDS)]
     found = []
-    for folder in ("critical_neurons", "method", "comparison", "ablation", "evaluation"):
+    for folder in ("critical_neurons", "method", "comparison", "ablation", "evaluation", "scripts", "benchmarks"):
         for path in sorted((ROOT / folder).rglob("*")):
             name = str(path.relative_to(ROOT))
             if path.suffix not in (".py", ".sh") or name.startswith("critical_neurons/outputs/formats/"):
                 continue
-            for number, line in enumerate(path.read_text().splitlines(), start=1):
-                if any(literal in line for literal in literals) and not any(name == file and text in line for file, text in NOT_KINDS):
-                    found.append(f"{name}:{number}: {line.strip()}")
+            lines = path.read_text().splitlines()
+            numbers = kind_literals("\n".join(lines)) if path.suffix == ".py" else [number for number, line in enumerate(lines, start=1) if '"kind"' in line]
+            found += [f"{name}:{number}: {lines[number - 1].strip()}" for number in numbers if not any(name == file and text in lines[number - 1] for file, text in NOT_KINDS)]
     assert found == []
+
+
+def test_the_kind_scan_finds_a_kind_spelled_as_a_value():
+    assert kind_literals('payload = {"kind": "ranking", "evaluation": {}}\nif other == "critical_set":\n    pass\n') == [1, 1, 2]
+    assert kind_literals('block = {"evaluation": scores}\nscores = detail["evaluation"]\n') == []
 
 
 def test_shell_scripts_do_no_json_surgery():
