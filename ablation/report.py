@@ -21,11 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from critical_neurons.cli import ArgumentParser, integer, parse_arguments, run
-from critical_neurons.figures import plot_ablation, plot_locations, plot_perplexity_curves
-from critical_neurons.formats import CHARACTERIZATION, CRITICAL_SET, EVALUATION, RANDOM_MASKING, RANKING
-from critical_neurons.formats.read import critical_channels, ranking_channels
-from critical_neurons.io import check_output_path, write_text
-from critical_neurons.reporting import (
+from critical_neurons.outputs.files import check_output_path, write_text
+from critical_neurons.outputs.formats import CHARACTERIZATION, CRITICAL_SET, EVALUATION, RANDOM_MASKING, RANKING
+from critical_neurons.outputs.formats.read import critical_channels, ranking_channels
+from critical_neurons.reporting.characterization_tables import markdown_tables
+from critical_neurons.reporting.figures import plot_ablation, plot_locations, plot_perplexity_curves
+from critical_neurons.reporting.results import json_files, model_key, model_labels, of_kind, paired_critical_set, read_result, read_results
+from critical_neurons.reporting.tables import (
     ABLATION_COLUMNS,
     BEFORE_AFTER_COLUMNS,
     COMPARISON_COLUMNS,
@@ -34,14 +36,6 @@ from critical_neurons.reporting import (
     before_after_rows,
     comparison_rows,
     critical_set_rows,
-    json_files,
-    markdown_tables,
-    model_key,
-    model_labels,
-    of_kind,
-    paired_critical_set,
-    read_result,
-    read_results,
     sweep_curves,
     sweep_method,
     write_table,

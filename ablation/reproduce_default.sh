@@ -34,7 +34,7 @@ python comparison/random_masking.py --model_path "$MODEL" --max_samples 1000 --m
     "${DATA_ARGS[@]}" --output_file results/random_masking_results.json
 
 # Before/after masking the critical set found by stage 2.
-critical=$(python -m critical_neurons.summary --count results/critical_neurons_result.json)
+critical=$(python -m critical_neurons.reporting.console --count results/critical_neurons_result.json)
 python evaluation/wikitext_evaluator.py --model_path "$MODEL" --neuron_file results/critical_neurons_result.json \
     --masking_levels "0,$critical" "${DATA_ARGS[@]}" --output_file results/wikitext_results.json
 python evaluation/c4_evaluator.py --model_path "$MODEL" --neuron_file results/critical_neurons_result.json \

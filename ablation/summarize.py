@@ -18,13 +18,14 @@ from typing import Any
 
 from critical_neurons.cli import ArgumentParser, encode_text, integer, number, parse_arguments, run
 from critical_neurons.errors import UsageError
-from critical_neurons.formats.build import ablation_summary_payload, critical_set_search
-from critical_neurons.formats.read import read_neuron_file, read_ranking_file
-from critical_neurons.identification import critical_prefix
-from critical_neurons.identity import model_identity
-from critical_neurons.io import OutputFile, check_output_path, run_metadata, write_json
-from critical_neurons.models import DTYPE_CHOICES, load_model
-from critical_neurons.reporting import ABLATION_COLUMNS, ResultFile, ablation_rows, write_table
+from critical_neurons.method.stage2 import critical_prefix
+from critical_neurons.model.loading import DTYPE_CHOICES, load_model
+from critical_neurons.outputs.files import OutputFile, check_output_path, run_metadata, write_json
+from critical_neurons.outputs.formats.build import ablation_summary_payload, critical_set_search
+from critical_neurons.outputs.formats.read import read_neuron_file, read_ranking_file
+from critical_neurons.outputs.run_identity import model_identity
+from critical_neurons.reporting.results import ResultFile
+from critical_neurons.reporting.tables import ABLATION_COLUMNS, ablation_rows, write_table
 
 logger = logging.getLogger("summarize")
 

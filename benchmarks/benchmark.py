@@ -56,8 +56,9 @@ def timed(function, repeats: int = 1) -> float:
 
 
 def load(args):
-    from critical_neurons.cli import BOOKENDS_TEXT, encode_text
-    from critical_neurons.models import input_device, load_model
+    from critical_neurons.cli import encode_text
+    from critical_neurons.model.folding import BOOKENDS_TEXT
+    from critical_neurons.model.loading import input_device, load_model
 
     model, tokenizer = load_model(args["model_path"], args["dtype"], args["device_map"])
     input_ids = encode_text(tokenizer, BOOKENDS_TEXT, "--input_text").to(input_device(model))
@@ -74,9 +75,9 @@ def part_stage1(args) -> dict:
     alone too, to show where the time beyond the floor goes.
     """
     import critical_neurons.cli  # noqa: F401  (imported before the clock starts: not part of the load)
-    from critical_neurons.importance import SCORE_THRESHOLD, perturbation_importance
-    from critical_neurons.ranking import rank_site_scores
-    from critical_neurons.sites import SiteRecorder, base_forward
+    from critical_neurons.method.ranking import rank_site_scores
+    from critical_neurons.method.stage1 import SCORE_THRESHOLD, perturbation_importance
+    from critical_neurons.model.sites import SiteRecorder, base_forward
 
     synchronize()
     start = time.perf_counter()
@@ -159,8 +160,8 @@ def part_stage1(args) -> dict:
 
 
 def part_stage2(args) -> dict:
-    from critical_neurons.identification import critical_prefix
-    from critical_neurons.importance import perturbation_importance
+    from critical_neurons.method.stage1 import perturbation_importance
+    from critical_neurons.method.stage2 import critical_prefix
 
     model, _, input_ids = load(args)
     records = perturbation_importance(model, input_ids, num_samples=args["num_samples"], batch_size=args["batch_size"], progress=False).records
@@ -179,8 +180,8 @@ def part_stage2(args) -> dict:
 
 
 def masked_channels(model, input_ids, args):
-    from critical_neurons.importance import perturbation_importance
-    from critical_neurons.records import distinct_channels
+    from critical_neurons.method.stage1 import perturbation_importance
+    from critical_neurons.outputs.records import distinct_channels
 
     records = perturbation_importance(model, input_ids, num_samples=4, top_n=10_000, progress=False).records
     return distinct_channels(records), len(records)
@@ -188,7 +189,7 @@ def masked_channels(model, input_ids, args):
 
 def timed_by_mask_mode(model, channels, function, repeats: int) -> dict[str, float]:
     """Fastest time of ``function`` unmasked, hooked and folded, the three modes alternating so load hits all alike."""
-    from critical_neurons.evaluation import masking
+    from critical_neurons.model.folding import masking
 
     times: dict[str, list[float]] = {"unmasked": [], "hook": [], "fold": []}
     for _ in range(repeats):
@@ -201,7 +202,7 @@ def timed_by_mask_mode(model, channels, function, repeats: int) -> dict[str, flo
 def part_masking(args) -> dict:
     """Forward passes (the perplexity workload) unmasked, with hooks, and with the channels folded into the
     weights; and the largest logit difference between the hooked and the folded model (0: the same model)."""
-    from critical_neurons.evaluation import masking
+    from critical_neurons.model.folding import masking
 
     model, _, input_ids = load(args)
     channels, num_records = masked_channels(model, input_ids, args)
@@ -228,7 +229,7 @@ def part_masking(args) -> dict:
 
 def part_generation(args) -> dict:
     """Batched greedy generation unmasked, with hooks, and folded (fold target: >= 0.97x the unmasked tokens/s)."""
-    from critical_neurons.perplexity import pad_batch
+    from critical_neurons.model.perplexity import pad_batch
 
     model, tokenizer, input_ids = load(args)
     channels, num_records = masked_channels(model, input_ids, args)
@@ -267,7 +268,7 @@ def copy_bandwidth(device: torch.device) -> float:
 
 def throughput_prompts(count: int) -> list[str]:
     """About 130-token prompts of a few lengths: the Bookends text and a numbered question."""
-    from critical_neurons.cli import BOOKENDS_TEXT
+    from critical_neurons.model.folding import BOOKENDS_TEXT
 
     return [f"{BOOKENDS_TEXT} Question {index}:{' What did the critics say?' * (index % 4)}" for index in range(count)]
 
@@ -279,7 +280,7 @@ def generation_paths(model, tokenizer, args) -> dict:
     End-of-text is switched off so every prompt generates all its tokens. Auto (on CUDA) probes with
     AUTO_BATCH_LIMIT prompts so it can reach the limit; off CUDA auto is the batch-8 row.
     """
-    from critical_neurons.generation import AUTO_BATCH_LIMIT, generate, plan_generation
+    from critical_neurons.evaluation.generation import AUTO_BATCH_LIMIT, generate, plan_generation
 
     model.generation_config.eos_token_id = None
     device = model.get_input_embeddings().weight.device

@@ -26,11 +26,11 @@ import torch
 from benchmark import throughput_prompts as prompts
 
 from critical_neurons.cli import ArgumentParser, add_model_arguments, integer, parse_arguments, run
-from critical_neurons.folding import FOLD_TOLERANCE, folded
-from critical_neurons.generation import generate, plan_generation, static_cache_options
-from critical_neurons.models import load_model
-from critical_neurons.perplexity import pad_batch
-from critical_neurons.records import Channel
+from critical_neurons.evaluation.generation import generate, plan_generation, static_cache_options
+from critical_neurons.model.folding import FOLD_TOLERANCE, folded
+from critical_neurons.model.loading import load_model
+from critical_neurons.model.perplexity import pad_batch
+from critical_neurons.outputs.records import Channel
 
 
 def greedy_logits(model, tokenizer, texts: list[str], new_tokens: int, options: dict) -> tuple[torch.Tensor, torch.Tensor]:

@@ -8,7 +8,7 @@ MODEL=${MODEL:-/tmp/smollm2-135m}
 export TOKENIZERS_PARALLELISM=false PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 python3 models/prepare_default_model.py --gguf "$GGUF" --output_dir "$MODEL" > /dev/null
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT_DIR/gpu.txt"
-TEXT=$(python3 -c "from critical_neurons.cli import BOOKENDS_TEXT; print(BOOKENDS_TEXT)")
+TEXT=$(python3 -c "from critical_neurons.model.folding import BOOKENDS_TEXT; print(BOOKENDS_TEXT)")
 run() {  # name, extra flags...
     local name=$1; shift
     python3 method/1_importance_evaluation.py --model_path "$MODEL" --input_text "$TEXT" --noise_scale 5 --num_samples 100 \

@@ -19,7 +19,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 from critical_neurons.cli import SEED_MAX, ArgumentParser, integer, run
 from critical_neurons.errors import UsageError
-from critical_neurons.export import check_output_dir
+from critical_neurons.model.export import check_output_dir
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja", "tokenizer.model")
 

@@ -15,12 +15,13 @@ import json
 import torch
 
 from critical_neurons import NeuronMasker
-from critical_neurons.cli import BOOKENDS_TEXT, encode_text
+from critical_neurons.cli import encode_text
 from critical_neurons.cli import run as run_cli
-from critical_neurons.generation import generate
-from critical_neurons.identification import critical_prefix
-from critical_neurons.importance import perturbation_importance
-from critical_neurons.models import device_summary, load_model
+from critical_neurons.evaluation.generation import generate
+from critical_neurons.method.stage1 import perturbation_importance
+from critical_neurons.method.stage2 import critical_prefix
+from critical_neurons.model.folding import BOOKENDS_TEXT
+from critical_neurons.model.loading import device_summary, load_model
 
 
 def split_map(model_path: str) -> dict[str, str]:

@@ -9,9 +9,9 @@ Variant: the reference's ranking (signed activation, descending: large negative 
 The file has the stage-1 format, so stage 2 and every evaluator accept it.
 """
 
-from critical_neurons.baselines import ACTIVATION_THRESHOLD, activation_ranking
 from critical_neurons.cli import ArgumentParser, add_model_arguments, add_ranking_arguments, parse_arguments, run
-from critical_neurons.ranking_cli import write_ranking
+from critical_neurons.method.baselines import ACTIVATION_THRESHOLD, activation_ranking
+from critical_neurons.method.ranking_cli import write_ranking
 
 
 def main() -> None:

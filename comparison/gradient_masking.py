@@ -16,10 +16,10 @@ detaches the outputs, so every site gets its own gradient.
 
 import logging
 
-from critical_neurons.baselines import GRADIENT_THRESHOLD, GRAPHS, gradient_ranking
 from critical_neurons.cli import ArgumentParser, add_model_arguments, add_ranking_arguments, parse_arguments, run
-from critical_neurons.perplexity import LN10, exp_or_inf
-from critical_neurons.ranking_cli import write_ranking
+from critical_neurons.method.baselines import GRADIENT_THRESHOLD, GRAPHS, gradient_ranking
+from critical_neurons.method.ranking_cli import write_ranking
+from critical_neurons.model.perplexity import LN10, exp_or_inf
 
 logger = logging.getLogger("gradient_masking")
 

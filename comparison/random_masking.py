@@ -13,19 +13,19 @@ import logging
 
 import torch
 
-from critical_neurons.baselines import MAX_RUNS, check_level, draw_channels, random_masking_level, reference_population, site_population
 from critical_neurons.cli import ArgumentParser, add_model_arguments, integer, parse_arguments, run
 from critical_neurons.errors import UsageError
-from critical_neurons.evaluation import MASK_MODES, LevelRunner, parse_levels
-from critical_neurons.folding import plan_folds
-from critical_neurons.formats import RANDOM_MASKING
-from critical_neurons.formats.build import random_masking_header
-from critical_neurons.formats.read import previous_levels
-from critical_neurons.identity import data_digest, model_identity, run_key
-from critical_neurons.io import OutputFile
-from critical_neurons.models import load_model, model_info
-from critical_neurons.perplexity import tokenize_texts
-from critical_neurons.tasks.language_modeling import WIKITEXT_HUB, wikitext_texts
+from critical_neurons.evaluation.runner import LevelRunner, parse_levels
+from critical_neurons.evaluation.tasks.language_modeling import WIKITEXT_HUB, wikitext_texts
+from critical_neurons.method.baselines import MAX_RUNS, check_level, draw_channels, random_masking_level, reference_population, site_population
+from critical_neurons.model.folding import MASK_MODES, plan_folds
+from critical_neurons.model.loading import load_model, model_info
+from critical_neurons.model.perplexity import tokenize_texts
+from critical_neurons.outputs.files import OutputFile
+from critical_neurons.outputs.formats import RANDOM_MASKING
+from critical_neurons.outputs.formats.build import random_masking_header
+from critical_neurons.outputs.formats.read import previous_levels
+from critical_neurons.outputs.run_identity import data_digest, model_identity, run_key
 
 logger = logging.getLogger("random_masking")
 SUMMARY_COLUMNS = ("num_runs", "mean_perplexity", "std_perplexity", "log10_mean_perplexity", "min_perplexity", "max_perplexity")

@@ -14,17 +14,10 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from critical_neurons.errors import UsageError
-from critical_neurons.models import DTYPE_CHOICES
+from critical_neurons.model.loading import DTYPE_CHOICES
 
 logger = logging.getLogger("critical_neurons")
 
-BOOKENDS_TEXT = (
-    "Later reviews were more positive. In just over 29 minutes, Bookends is stunning in its vision of a "
-    "bewildered America in search of itself, said AllMusic writer Thom Jurek, who gave it five stars out of "
-    "five. Pitchfork Media's Stephen M. Deusner called Bookends the moment in which the duo were settling "
-    "into themselves, losing their folk revival pretensions and emphasizing quirky production techniques to "
-    "match their soaring vocals. The A.V. Club called it the group's most musically and conceptually daring album."
-)
 MIN_INPUT_TOKENS = 10
 
 

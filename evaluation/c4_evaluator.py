@@ -9,9 +9,9 @@ reference; without it, the first validation shard of allenai/c4 (en) from the hu
 """
 
 from critical_neurons.cli import ArgumentParser, integer, parse_arguments, run
-from critical_neurons.evaluator_cli import EvaluatorRun, add_evaluator_arguments
-from critical_neurons.perplexity import perplexity
-from critical_neurons.tasks.language_modeling import C4, C4_HUB, C4_HUB_FILE, c4_texts
+from critical_neurons.evaluation.evaluator_cli import EvaluatorRun, add_evaluator_arguments
+from critical_neurons.evaluation.tasks.language_modeling import C4, C4_HUB, C4_HUB_FILE, c4_texts
+from critical_neurons.model.perplexity import perplexity
 
 
 def main() -> None:

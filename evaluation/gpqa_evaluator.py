@@ -10,9 +10,9 @@ Variant: --sample_size 50. Data: Idavidrein/gpqa (gpqa_diamond, gated: log in wi
 
 
 from critical_neurons.cli import ArgumentParser, parse_arguments, run
-from critical_neurons.data import subsample
-from critical_neurons.evaluator_cli import EvaluatorRun, add_evaluator_arguments
-from critical_neurons.tasks import gpqa
+from critical_neurons.evaluation.data import subsample
+from critical_neurons.evaluation.evaluator_cli import EvaluatorRun, add_evaluator_arguments
+from critical_neurons.evaluation.tasks import gpqa
 
 
 def main() -> None:

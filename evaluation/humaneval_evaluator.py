@@ -14,9 +14,9 @@ own PID namespace) when it works here: see --sandbox and the README.
 from importlib.metadata import version
 
 from critical_neurons.cli import ArgumentParser, integer, number, parse_arguments, run
-from critical_neurons.data import subsample
-from critical_neurons.evaluator_cli import EvaluatorRun, add_evaluator_arguments
-from critical_neurons.tasks import humaneval
+from critical_neurons.evaluation.data import subsample
+from critical_neurons.evaluation.evaluator_cli import EvaluatorRun, add_evaluator_arguments
+from critical_neurons.evaluation.tasks import humaneval
 
 
 def main() -> None:

@@ -13,9 +13,9 @@ Punkt tokenizer (recorded in dataset_info).
 from importlib.metadata import version
 
 from critical_neurons.cli import ArgumentParser, parse_arguments, run
-from critical_neurons.data import subsample
-from critical_neurons.evaluator_cli import EvaluatorRun, add_evaluator_arguments
-from critical_neurons.tasks import ifeval
+from critical_neurons.evaluation.data import subsample
+from critical_neurons.evaluation.evaluator_cli import EvaluatorRun, add_evaluator_arguments
+from critical_neurons.evaluation.tasks import ifeval
 
 
 def main() -> None:

@@ -12,9 +12,9 @@ with ``dataset_path: json`` and local ``data_files`` under --include_path (see R
 
 from critical_neurons.cli import ArgumentParser, integer, parse_arguments, run
 from critical_neurons.errors import UsageError
-from critical_neurons.evaluator_cli import EvaluatorRun, add_evaluator_arguments
-from critical_neurons.lm_eval_tasks import check_primary_metric, check_tasks, evaluate_tasks, include_digest, load_tasks, task_data_digest, task_manager, wrap_model
-from critical_neurons.tasks.common import TaskDefaults
+from critical_neurons.evaluation.evaluator_cli import EvaluatorRun, add_evaluator_arguments
+from critical_neurons.evaluation.lm_eval_tasks import check_primary_metric, check_tasks, evaluate_tasks, include_digest, load_tasks, task_data_digest, task_manager, wrap_model
+from critical_neurons.evaluation.tasks.common import TaskDefaults
 
 DEFAULTS = TaskDefaults("lm_eval", "", (), max_length=2048, output_file="results/lm_eval_results.json")
 

@@ -12,9 +12,9 @@ the same schema (problem, answer; subject, level, unique_id when present). The a
 from importlib.metadata import version
 
 from critical_neurons.cli import ArgumentParser, integer, parse_arguments, run
-from critical_neurons.data import subsample
-from critical_neurons.evaluator_cli import EvaluatorRun, add_evaluator_arguments
-from critical_neurons.tasks import math as math500
+from critical_neurons.evaluation.data import subsample
+from critical_neurons.evaluation.evaluator_cli import EvaluatorRun, add_evaluator_arguments
+from critical_neurons.evaluation.tasks import math500
 
 
 def main() -> None:

@@ -11,9 +11,9 @@ data/mgsm_{lang}.jsonl ({lang} is replaced by each language).
 
 
 from critical_neurons.cli import ArgumentParser, parse_arguments, run
-from critical_neurons.data import subsample
-from critical_neurons.evaluator_cli import EvaluatorRun, add_evaluator_arguments
-from critical_neurons.tasks import mgsm
+from critical_neurons.evaluation.data import subsample
+from critical_neurons.evaluation.evaluator_cli import EvaluatorRun, add_evaluator_arguments
+from critical_neurons.evaluation.tasks import mgsm
 
 
 def main() -> None:

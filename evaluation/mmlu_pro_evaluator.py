@@ -10,9 +10,9 @@ offline, --dataset_path a local copy (json/jsonl/parquet/csv with question, opti
 
 
 from critical_neurons.cli import ArgumentParser, parse_arguments, run
-from critical_neurons.data import subsample
-from critical_neurons.evaluator_cli import EvaluatorRun, add_evaluator_arguments
-from critical_neurons.tasks import mmlu_pro
+from critical_neurons.evaluation.data import subsample
+from critical_neurons.evaluation.evaluator_cli import EvaluatorRun, add_evaluator_arguments
+from critical_neurons.evaluation.tasks import mmlu_pro
 
 
 def main() -> None:

@@ -23,14 +23,14 @@ from typing import Any
 
 from critical_neurons.cli import ArgumentParser, run, setup_logging
 from critical_neurons.errors import UsageError
-from critical_neurons.evaluation import score_responses
-from critical_neurons.formats import EVALUATION
-from critical_neurons.formats.build import rescored_evaluation
-from critical_neurons.formats.read import require_kind
-from critical_neurons.io import OutputFile, read_json, run_metadata
-from critical_neurons.rescoring import TASKS, Builder
-from critical_neurons.tasks.common import GenerativeTask
-from critical_neurons.tasks.language_modeling import C4, WIKITEXT
+from critical_neurons.evaluation.rescoring import TASKS, Builder
+from critical_neurons.evaluation.runner import score_responses
+from critical_neurons.evaluation.tasks.common import GenerativeTask
+from critical_neurons.evaluation.tasks.language_modeling import C4, WIKITEXT
+from critical_neurons.outputs.files import OutputFile, read_json, run_metadata
+from critical_neurons.outputs.formats import EVALUATION
+from critical_neurons.outputs.formats.build import rescored_evaluation
+from critical_neurons.outputs.formats.read import require_kind
 
 logger = logging.getLogger("critical_neurons")
 

@@ -11,9 +11,9 @@ No LLM grader offline: normalised exact match, gold-contained and token F1 only.
 
 
 from critical_neurons.cli import ArgumentParser, parse_arguments, run
-from critical_neurons.data import subsample
-from critical_neurons.evaluator_cli import EvaluatorRun, add_evaluator_arguments
-from critical_neurons.tasks import simpleqa
+from critical_neurons.evaluation.data import subsample
+from critical_neurons.evaluation.evaluator_cli import EvaluatorRun, add_evaluator_arguments
+from critical_neurons.evaluation.tasks import simpleqa
 
 
 def main() -> None:

@@ -8,9 +8,9 @@ Offline: --dataset_path a local wiki.test.tokens file, or a json/jsonl/parquet/c
 """
 
 from critical_neurons.cli import ArgumentParser, parse_arguments, run
-from critical_neurons.evaluator_cli import EvaluatorRun, add_evaluator_arguments
-from critical_neurons.perplexity import perplexity
-from critical_neurons.tasks.language_modeling import WIKITEXT, WIKITEXT_HUB, wikitext_texts
+from critical_neurons.evaluation.evaluator_cli import EvaluatorRun, add_evaluator_arguments
+from critical_neurons.evaluation.tasks.language_modeling import WIKITEXT, WIKITEXT_HUB, wikitext_texts
+from critical_neurons.model.perplexity import perplexity
 
 
 def main() -> None:

@@ -9,8 +9,8 @@ Variant: only MLP down projections, 16 noisy copies per forward pass, bfloat16 o
 """
 
 from critical_neurons.cli import ArgumentParser, add_model_arguments, add_ranking_arguments, integer, number, parse_arguments, run
-from critical_neurons.importance import perturbation_importance
-from critical_neurons.ranking_cli import write_ranking
+from critical_neurons.method.ranking_cli import write_ranking
+from critical_neurons.method.stage1 import perturbation_importance
 
 
 def main() -> None:

@@ -16,13 +16,13 @@ import time
 
 from critical_neurons.cli import ArgumentParser, add_model_arguments, add_neuron_file_arguments, encode_text, integer, number, parse_arguments, run
 from critical_neurons.errors import UsageError
-from critical_neurons.formats.build import critical_set_payload
-from critical_neurons.formats.read import read_neuron_file
-from critical_neurons.identification import NAN_POLICIES, critical_prefix
-from critical_neurons.identity import model_identity
-from critical_neurons.io import OutputFile, run_metadata
-from critical_neurons.models import load_model, max_positions, model_info
-from critical_neurons.residual import dimension_view, plan_dimensions
+from critical_neurons.method.stage2 import NAN_POLICIES, critical_prefix
+from critical_neurons.model.loading import load_model, max_positions, model_info
+from critical_neurons.model.residual import dimension_view, plan_dimensions
+from critical_neurons.outputs.files import OutputFile, run_metadata
+from critical_neurons.outputs.formats.build import critical_set_payload
+from critical_neurons.outputs.formats.read import read_neuron_file
+from critical_neurons.outputs.run_identity import model_identity
 
 logger = logging.getLogger("stage2")
 

@@ -17,19 +17,19 @@ import argparse
 import logging
 import time
 
-from critical_neurons.characterization import MASSIVE_RATIO, MAX_RANDOM_SETS, characterize
-from critical_neurons.characterization_figures import plot_characterization
 from critical_neurons.cli import ArgumentParser, add_model_arguments, add_neuron_file_arguments, encode_text, integer, number, parse_arguments, run
 from critical_neurons.errors import UsageError
-from critical_neurons.formats import CHARACTERIZATION
-from critical_neurons.formats.build import characterization_payload
-from critical_neurons.formats.read import NeuronFile, previous_output, read_neuron_file
-from critical_neurons.identity import model_identity, records_digest
-from critical_neurons.io import OutputFile, check_output_path, run_metadata
-from critical_neurons.models import load_model, max_positions
-from critical_neurons.records import distinct_channels
-from critical_neurons.reporting import markdown_tables
-from critical_neurons.tasks.language_modeling import wikitext_texts
+from critical_neurons.evaluation.tasks.language_modeling import wikitext_texts
+from critical_neurons.method.characterization import MASSIVE_RATIO, MAX_RANDOM_SETS, characterize
+from critical_neurons.model.loading import load_model, max_positions
+from critical_neurons.outputs.files import OutputFile, check_output_path, run_metadata
+from critical_neurons.outputs.formats import CHARACTERIZATION
+from critical_neurons.outputs.formats.build import characterization_payload
+from critical_neurons.outputs.formats.read import NeuronFile, previous_output, read_neuron_file
+from critical_neurons.outputs.records import distinct_channels
+from critical_neurons.outputs.run_identity import model_identity, records_digest
+from critical_neurons.reporting.characterization_figures import plot_characterization
+from critical_neurons.reporting.characterization_tables import markdown_tables
 
 logger = logging.getLogger("characterize")
 

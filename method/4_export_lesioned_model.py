@@ -13,17 +13,17 @@ removed, the fold check against hook masking and the perplexity before and after
 import logging
 import time
 
-from critical_neurons.cli import BOOKENDS_TEXT, ArgumentParser, add_model_arguments, add_neuron_file_arguments, encode_text, integer, parse_arguments, run
+from critical_neurons.cli import ArgumentParser, add_model_arguments, add_neuron_file_arguments, encode_text, integer, parse_arguments, run
 from critical_neurons.errors import UsageError
-from critical_neurons.export import EXPORT_FIX, check_output_dir, model_card, staging_dir, write_lesioned_model
-from critical_neurons.folding import check_fold, folded, plan_folds
-from critical_neurons.formats.build import lesion_payload
-from critical_neurons.formats.read import read_neuron_file
-from critical_neurons.identity import digest, model_identity
-from critical_neurons.io import run_metadata, write_json, write_text
-from critical_neurons.models import load_model, max_positions
-from critical_neurons.perplexity import perplexity
-from critical_neurons.records import distinct_channels
+from critical_neurons.model.export import EXPORT_FIX, check_output_dir, model_card, staging_dir, write_lesioned_model
+from critical_neurons.model.folding import BOOKENDS_TEXT, check_fold, folded, plan_folds
+from critical_neurons.model.loading import load_model, max_positions
+from critical_neurons.model.perplexity import perplexity
+from critical_neurons.outputs.files import run_metadata, write_json, write_text
+from critical_neurons.outputs.formats.build import lesion_payload
+from critical_neurons.outputs.formats.read import read_neuron_file
+from critical_neurons.outputs.records import distinct_channels
+from critical_neurons.outputs.run_identity import digest, model_identity
 
 logger = logging.getLogger("export")
 

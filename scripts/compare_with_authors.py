@@ -22,8 +22,8 @@ from authors_drivers.common import Driver, Level, authors_commit, levels, load_a
 
 from critical_neurons.cli import ArgumentParser, integer, run
 from critical_neurons.errors import UsageError
-from critical_neurons.reference.golden import compare_level, write_golden
-from critical_neurons.rescoring import TASKS
+from critical_neurons.evaluation.reference.golden import compare_level, write_golden
+from critical_neurons.evaluation.rescoring import TASKS
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCHMARKS = ("mmlu_pro", "gpqa", "mgsm", "simpleqa", "math500", "ifeval", "humaneval")

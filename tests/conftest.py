@@ -28,10 +28,13 @@ from transformers import (
     Qwen2Config,
 )
 
+from critical_neurons.model.folding import BOOKENDS_TEXT
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = ROOT / "models" / "smollm2-135m"
+SHORT_BOOKENDS_TEXT = BOOKENDS_TEXT[: BOOKENDS_TEXT.index(" of a ")] + "."  # "Later reviews ... stunning in its vision."
 CORPUS = [
-    "Later reviews were more positive. In just over 29 minutes, Bookends is stunning in its vision.",
+    SHORT_BOOKENDS_TEXT,
     "The polar bear is a large carnivorous mammal native to the Arctic. It hunts seals on the sea ice.",
     "def add(a, b):\n    return a + b\n\nThe answer is (B). 1,000 apples cost $3.50 each; 1/2 = 0.5.",
     "Question: What is the capital of France?\nAnswer: Paris. Les ours polaires chassent les phoques.",

@@ -11,13 +11,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT, run_script
+from conftest import ROOT, SHORT_BOOKENDS_TEXT, run_script
 
-from critical_neurons.records import Channel
-from critical_neurons.reporting import ablation_rows, compare_rankings, kendall_tau_b, layer_and_type, read_result, read_results, spearman
+from critical_neurons.outputs.records import Channel
+from critical_neurons.reporting.rank_statistics import compare_rankings, kendall_tau_b, spearman
+from critical_neurons.reporting.results import layer_and_type, read_result, read_results
+from critical_neurons.reporting.tables import ablation_rows
 
 LAYERS, WIDTH = 4, 8
-TEXT = "Later reviews were more positive. In just over 29 minutes, Bookends is stunning in its vision."
 
 
 def channel_order(seed: int, default_share: float) -> list[tuple[str, int]]:
@@ -42,14 +43,14 @@ def ranking_payload(channels, noise_scale=5.0, num_samples=100, method="multi_gp
         for rank, ((name, hidden), seq) in enumerate((channel, seq) for channel in channels for seq in range(2))
     ]
     records.sort(key=lambda record: -record["activation_diff"])
-    return {"kind": "ranking", "method": method, "input_text": TEXT, "noise_scale": noise_scale, "num_samples": num_samples, "num_tokens": 20,
+    return {"kind": "ranking", "method": method, "input_text": SHORT_BOOKENDS_TEXT, "noise_scale": noise_scale, "num_samples": num_samples, "num_tokens": 20,
             "total_neurons": len(records), "top_neurons": records, "model": model or model_block()}
 
 
 def stage2_payload(ranking, count):
     return {
         "kind": "critical_set", "method": "prefix_search", "ranking_method": ranking["method"], "model": ranking["model"],
-        "baseline_perplexity": 82.1, "test_text": TEXT, "step_size": 1, "max_magnitude_increase": 1.0,
+        "baseline_perplexity": 82.1, "test_text": SHORT_BOOKENDS_TEXT, "step_size": 1, "max_magnitude_increase": 1.0,
         "masking_steps": [{"step": 1, "neurons_masked": count, "log10_perplexity": 6.3, "magnitude_increase": 4.4, "masked_perplexity": 2e6}],
         "final_masked_neurons": ranking["top_neurons"][:count], "stopping_reason": "magnitude_increase_exceeded",
         "model_info": {"model_path": ranking["model"]["path"]},
@@ -165,7 +166,7 @@ def test_summarize_runs_stage2_through_the_core(tiny_model_path, tmp_path):
 
 
 def evaluation(method, metric, entries, model=None, neuron_method=None, reference_metric=None):
-    """An evaluator result as critical_neurons.evaluator_cli writes it (the parts the report reads)."""
+    """An evaluator result as critical_neurons.evaluation.evaluator_cli writes it (the parts the report reads)."""
     return {"kind": "evaluation", "method": method, "primary_metric": metric, "reference_metric": reference_metric, "model": model or model_block(),
             "model_info": {"model_path": "models/x", "neuron_file": "neurons/x.json", "neuron_method": neuron_method}, "dataset_info": {}, "results": entries}
 

@@ -11,8 +11,8 @@ import contextlib
 import pytest
 from conftest import ROOT, assert_usage_error, run_script
 
-from critical_neurons.reference.golden import read_golden, replay
-from critical_neurons.rescoring import TASKS
+from critical_neurons.evaluation.reference.golden import read_golden, replay
+from critical_neurons.evaluation.rescoring import TASKS
 
 GOLDEN = ROOT / "tests" / "fixtures" / "authors" / "golden"
 # Benchmarks whose reference scorer reproduces the authors' code; each golden here must replay with no disagreement.

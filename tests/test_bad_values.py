@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import ROOT, assert_usage_error, neuron_file, run_script
+from conftest import ROOT, SHORT_BOOKENDS_TEXT, assert_usage_error, neuron_file, run_script
 
-TEXT = "Later reviews were more positive. In just over 29 minutes, Bookends is stunning in its vision."
 FIXTURES = ROOT / "tests" / "fixtures"
 STAGE1 = "method/1_importance_evaluation.py"
 STAGE2 = "method/2_neuron_identification.py"
@@ -15,15 +14,15 @@ CHARACTERIZE = "method/3_characterize_critical_neurons.py"
 
 # script -> the flags a valid run needs besides --model_path and --output_file
 BASE = {
-    STAGE1: ["--input_text", TEXT, "--num_samples", "2"],
-    STAGE2: ["--neuron_file", "{neurons}", "--test_text", TEXT],
-    "comparison/activation_masking.py": ["--input_text", TEXT],
-    "comparison/gradient_masking.py": ["--input_text", TEXT],
+    STAGE1: ["--input_text", SHORT_BOOKENDS_TEXT, "--num_samples", "2"],
+    STAGE2: ["--neuron_file", "{neurons}", "--test_text", SHORT_BOOKENDS_TEXT],
+    "comparison/activation_masking.py": ["--input_text", SHORT_BOOKENDS_TEXT],
+    "comparison/gradient_masking.py": ["--input_text", SHORT_BOOKENDS_TEXT],
     "comparison/random_masking.py": ["--dataset_path", str(FIXTURES / "wikitext_test.jsonl"), "--masking_levels", "0,1", "--num_runs", "1"],
     "evaluation/wikitext_evaluator.py": ["--dataset_path", str(FIXTURES / "wikitext_test.jsonl")],
     "evaluation/simpleqa_evaluator.py": ["--dataset_path", str(FIXTURES / "simpleqa_test.jsonl")],
     "evaluation/humaneval_evaluator.py": ["--dataset_path", str(FIXTURES / "humaneval_subset.jsonl")],
-    CHARACTERIZE: ["--neuron_file", "{neurons}", "--text", TEXT],
+    CHARACTERIZE: ["--neuron_file", "{neurons}", "--text", SHORT_BOOKENDS_TEXT],
 }
 NON_FINITE = ["nan", "inf", "-inf"]
 CASES = [
@@ -79,7 +78,7 @@ def test_log_file_that_is_another_file_of_the_run_is_refused(script, named, tiny
 
 def test_zero_noise_scale_is_warned(tiny_model_path, tmp_path):
     output = tmp_path / "out.json"
-    result = run_script(STAGE1, "--model_path", tiny_model_path("llama"), "--input_text", TEXT, "--num_samples", "2", "--noise_scale", "0", "--output_file", output)
+    result = run_script(STAGE1, "--model_path", tiny_model_path("llama"), "--input_text", SHORT_BOOKENDS_TEXT, "--num_samples", "2", "--noise_scale", "0", "--output_file", output)
     assert "noise scale 0" in result.stderr.lower()
 
 
@@ -87,7 +86,7 @@ def test_truncated_gguf_is_one_line(tmp_path):
     model = tmp_path / "model.gguf"
     model.write_bytes(b"GGUF\x03\x00\x00\x00" + b"\x00" * 13)  # a header cut after a few bytes
     output = tmp_path / "out.json"
-    assert_usage_error(run_script(STAGE1, "--model_path", model, "--input_text", TEXT, "--output_file", output), "--model_path", output)
+    assert_usage_error(run_script(STAGE1, "--model_path", model, "--input_text", SHORT_BOOKENDS_TEXT, "--output_file", output), "--model_path", output)
 
 
 @pytest.mark.parametrize(

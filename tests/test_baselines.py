@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, run_script
+from conftest import ROOT, SHORT_BOOKENDS_TEXT, run_script
 
-from critical_neurons.baselines import (
+from critical_neurons.method.baselines import (
     activation_ranking,
     draw_channels,
     gradient_ranking,
@@ -19,12 +19,11 @@ from critical_neurons.baselines import (
     reference_population,
     site_population,
 )
-from critical_neurons.masking import site_width
-from critical_neurons.models import load_model
-from critical_neurons.perplexity import perplexity
-from critical_neurons.sites import candidate_sites
+from critical_neurons.model.loading import load_model
+from critical_neurons.model.masking import site_width
+from critical_neurons.model.perplexity import perplexity
+from critical_neurons.model.sites import candidate_sites
 
-TEXT = "Later reviews were more positive. In just over 29 minutes, Bookends is stunning in its vision."
 EVAL_TEXTS = [
     "The polar bear is a large carnivorous mammal native to the Arctic. It hunts seals on the sea ice.",
     "Question: What is the capital of France?\nAnswer: Paris. Les ours polaires chassent les phoques.",
@@ -36,7 +35,7 @@ WIKITEXT = ROOT / "tests" / "fixtures" / "wikitext_test.jsonl"
 def tiny(tiny_model_path):
     path = tiny_model_path("llama")
     model, tokenizer = load_model(str(path), "float32")
-    input_ids = tokenizer(TEXT, return_tensors="pt").input_ids
+    input_ids = tokenizer(SHORT_BOOKENDS_TEXT, return_tensors="pt").input_ids
     return model, tokenizer, input_ids
 
 
@@ -188,8 +187,8 @@ def test_level_statistics_survive_overflow():
 def test_activation_and_gradient_clis_feed_stage2(tiny_model_path, tmp_path):
     path = tiny_model_path("llama")
     am, gm, stage2 = tmp_path / "am.json", tmp_path / "gm.json", tmp_path / "stage2.json"
-    run_script("comparison/activation_masking.py", "--model_path", path, "--input_text", TEXT, "--top_n", 200, "--output_file", am, check=True)
-    run_script("comparison/gradient_masking.py", "--model_path", path, "--input_text", TEXT, "--top_n", 200, "--signed", "--graph", "cut", "--output_file", gm, check=True)
+    run_script("comparison/activation_masking.py", "--model_path", path, "--input_text", SHORT_BOOKENDS_TEXT, "--top_n", 200, "--output_file", am, check=True)
+    run_script("comparison/gradient_masking.py", "--model_path", path, "--input_text", SHORT_BOOKENDS_TEXT, "--top_n", 200, "--signed", "--graph", "cut", "--output_file", gm, check=True)
     for file, method in ((am, "multi_gpu_activation_value_analysis"), (gm, "multi_gpu_gradient_based_analysis")):
         payload = json.loads(file.read_text())
         assert payload["method"] == method and payload["noise_scale"] is None and payload["num_samples"] == 1
@@ -198,7 +197,7 @@ def test_activation_and_gradient_clis_feed_stage2(tiny_model_path, tmp_path):
         assert payload["metadata"]["arguments"]["model_path"] == str(path)
     gm_payload = json.loads(gm.read_text())
     assert gm_payload["score"] == "signed_gradient" and gm_payload["graph"] == "cut" and gm_payload["perplexity"] == pytest.approx(np.exp(gm_payload["loss"]))
-    run_script("method/2_neuron_identification.py", "--model_path", path, "--neuron_file", gm, "--test_text", TEXT, "--max_steps", 3, "--output_file", stage2, check=True)
+    run_script("method/2_neuron_identification.py", "--model_path", path, "--neuron_file", gm, "--test_text", SHORT_BOOKENDS_TEXT, "--max_steps", 3, "--output_file", stage2, check=True)
     assert json.loads(stage2.read_text())["masking_steps"]
 
 

@@ -9,14 +9,14 @@ import pytest
 import torch
 from conftest import ROOT, assert_usage_error, run_script
 
-from critical_neurons.baselines import Population
-from critical_neurons.characterization import characterize, control_population, draw_control_sets
-from critical_neurons.cli import BOOKENDS_TEXT
 from critical_neurons.errors import UsageError
-from critical_neurons.identity import model_identity
-from critical_neurons.models import load_model
-from critical_neurons.records import Channel
-from critical_neurons.reporting import markdown_tables
+from critical_neurons.method.baselines import Population
+from critical_neurons.method.characterization import characterize, control_population, draw_control_sets
+from critical_neurons.model.folding import BOOKENDS_TEXT
+from critical_neurons.model.loading import load_model
+from critical_neurons.outputs.records import Channel
+from critical_neurons.outputs.run_identity import model_identity
+from critical_neurons.reporting.characterization_tables import markdown_tables
 
 SCRIPT = "method/3_characterize_critical_neurons.py"
 TEXT = "The polar bear is a large carnivorous mammal native to the Arctic. It hunts seals on the sea ice."

@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import assert_usage_error, run_script
+from conftest import SHORT_BOOKENDS_TEXT, assert_usage_error, run_script
 
-TEXT = "Later reviews were more positive. In just over 29 minutes, Bookends is stunning in its vision."
 STAGE1 = "method/1_importance_evaluation.py"
 STAGE2 = "method/2_neuron_identification.py"
 WIKITEXT = "evaluation/wikitext_evaluator.py"
@@ -21,7 +20,7 @@ def tiny(tiny_model_path):
 @pytest.fixture(scope="module")
 def ranking_file(tiny, tmp_path_factory):
     path = tmp_path_factory.mktemp("stage1") / "ranking.json"
-    run_script(STAGE1, "--model_path", tiny, "--input_text", TEXT, "--num_samples", "3", "--top_n", "50", "--output_file", path, check=True)
+    run_script(STAGE1, "--model_path", tiny, "--input_text", SHORT_BOOKENDS_TEXT, "--num_samples", "3", "--top_n", "50", "--output_file", path, check=True)
     return path
 
 
@@ -32,14 +31,14 @@ def test_stage1_and_stage2_end_to_end(tiny, ranking_file, tmp_path):
     assert set(ranking["top_neurons"][0]) == {"layer_name", "batch_idx", "seq_idx", "hidden_idx", "activation_diff"}
     assert ranking["metadata"]["arguments"]["seed"] == 42 and ranking["model_info"]["model_path"] == tiny
     result_path = tmp_path / "stage2.json"
-    run_script(STAGE2, "--model_path", tiny, "--neuron_file", ranking_file, "--test_text", TEXT, "--max_magnitude", "0.3", "--output_file", result_path, check=True)
+    run_script(STAGE2, "--model_path", tiny, "--neuron_file", ranking_file, "--test_text", SHORT_BOOKENDS_TEXT, "--max_magnitude", "0.3", "--output_file", result_path, check=True)
     result = json.loads(result_path.read_text())
     assert result["stopping_reason"] in {"magnitude_increase_exceeded", "all_neurons_masked"}
     assert result["num_critical_records"] == len(result["final_masked_neurons"]) == result["masking_steps"][-1]["neurons_masked"]
     assert result["num_critical_channels"] == len(result["critical_channels"]) <= result["num_critical_records"]
     # A stage-2 result is itself a neuron file.
     again = tmp_path / "again.json"
-    run_script(STAGE2, "--model_path", tiny, "--neuron_file", result_path, "--test_text", TEXT, "--max_magnitude", "0.3", "--output_file", again, check=True)
+    run_script(STAGE2, "--model_path", tiny, "--neuron_file", result_path, "--test_text", SHORT_BOOKENDS_TEXT, "--max_magnitude", "0.3", "--output_file", again, check=True)
 
 
 @pytest.mark.parametrize(
@@ -56,21 +55,21 @@ def test_stage1_and_stage2_end_to_end(tiny, ranking_file, tmp_path):
 )
 def test_stage1_bad_input(tiny, tmp_path, args, flag):
     output = tmp_path / "out.json"
-    base = {"--model_path": tiny, "--input_text": TEXT, "--num_samples": "2", "--output_file": str(output)}
+    base = {"--model_path": tiny, "--input_text": SHORT_BOOKENDS_TEXT, "--num_samples": "2", "--output_file": str(output)}
     base.update(dict(zip(args[::2], args[1::2])))
     assert_usage_error(run_script(STAGE1, *[item for pair in base.items() for item in pair]), flag, output)
 
 
 def test_non_model_folder_is_refused(tmp_path):
     output = tmp_path / "out.json"
-    result = run_script(STAGE1, "--model_path", tmp_path, "--input_text", TEXT, "--output_file", output, in_process=False)
+    result = run_script(STAGE1, "--model_path", tmp_path, "--input_text", SHORT_BOOKENDS_TEXT, "--output_file", output, in_process=False)
     assert_usage_error(result, "--model_path", output)
 
 
 def test_unwritable_output_is_refused_before_work(tiny, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    assert_usage_error(run_script(STAGE1, "--model_path", tiny, "--input_text", TEXT, "--output_file", blocker / "out.json"), "--output_file")
+    assert_usage_error(run_script(STAGE1, "--model_path", tiny, "--input_text", SHORT_BOOKENDS_TEXT, "--output_file", blocker / "out.json"), "--output_file")
 
 
 def test_existing_output_survives_bad_input(tiny, tmp_path):
@@ -99,14 +98,14 @@ def write_neuron_payload(tmp_path, payload):
 )
 def test_stage2_bad_neuron_file(tiny, tmp_path, payload, message):
     output = tmp_path / "out.json"
-    result = run_script(STAGE2, "--model_path", tiny, "--neuron_file", write_neuron_payload(tmp_path, payload), "--test_text", TEXT, "--output_file", output)
+    result = run_script(STAGE2, "--model_path", tiny, "--neuron_file", write_neuron_payload(tmp_path, payload), "--test_text", SHORT_BOOKENDS_TEXT, "--output_file", output)
     assert_usage_error(result, "--neuron_file", output)
     assert message in result.stderr
 
 
 def test_stage2_missing_neuron_file(tiny, tmp_path):
     output = tmp_path / "out.json"
-    result = run_script(STAGE2, "--model_path", tiny, "--neuron_file", tmp_path / "absent.json", "--test_text", TEXT, "--output_file", output)
+    result = run_script(STAGE2, "--model_path", tiny, "--neuron_file", tmp_path / "absent.json", "--test_text", SHORT_BOOKENDS_TEXT, "--output_file", output)
     assert_usage_error(result, "--neuron_file", output)
 
 

@@ -11,11 +11,12 @@ import pytest
 from conftest import ROOT, neuron_file, run_script
 from test_stage1 import as_tuples, assert_same_ranking
 
-from critical_neurons.cli import BOOKENDS_TEXT, encode_text
-from critical_neurons.identification import MAGNITUDE_EXCEEDED, critical_prefix
-from critical_neurons.importance import perturbation_importance
-from critical_neurons.models import load_model
-from critical_neurons.perplexity import perplexity
+from critical_neurons.cli import encode_text
+from critical_neurons.method.stage1 import perturbation_importance
+from critical_neurons.method.stage2 import MAGNITUDE_EXCEEDED, critical_prefix
+from critical_neurons.model.folding import BOOKENDS_TEXT
+from critical_neurons.model.loading import load_model
+from critical_neurons.model.perplexity import perplexity
 
 pytestmark = pytest.mark.real_model
 

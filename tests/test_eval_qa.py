@@ -9,7 +9,7 @@ import pytest
 import torch
 from conftest import ROOT, neuron_file, run_script
 
-from critical_neurons.tasks import gpqa, mgsm, mmlu_pro, simpleqa
+from critical_neurons.evaluation.tasks import gpqa, mgsm, mmlu_pro, simpleqa
 
 FIXTURES = ROOT / "tests" / "fixtures"
 

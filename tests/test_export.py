@@ -14,11 +14,11 @@ from safetensors import SafetensorError
 from safetensors.torch import save_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from critical_neurons.cli import BOOKENDS_TEXT
-from critical_neurons.identity import model_identity
-from critical_neurons.masking import NeuronMasker
-from critical_neurons.perplexity import perplexity
-from critical_neurons.records import Channel
+from critical_neurons.model.folding import BOOKENDS_TEXT
+from critical_neurons.model.masking import NeuronMasker
+from critical_neurons.model.perplexity import perplexity
+from critical_neurons.outputs.records import Channel
+from critical_neurons.outputs.run_identity import model_identity
 
 SCRIPT = "method/4_export_lesioned_model.py"
 TEXT = "The polar bear is a large carnivorous mammal native to the Arctic. It hunts seals on the sea ice."
@@ -160,7 +160,7 @@ def test_empty_output_dir_is_filled(sharded_source, tmp_path):
     assert (output / "lesion.json").is_file() and not [name for name in os.listdir(tmp_path) if name.endswith(".tmp")]
 
 
-@pytest.mark.parametrize("writer", ["critical_neurons.export.save_file", "transformers.modeling_utils.safe_save_file"], ids=["rewritten_shard", "save_pretrained"])
+@pytest.mark.parametrize("writer", ["critical_neurons.model.export.save_file", "transformers.modeling_utils.safe_save_file"], ids=["rewritten_shard", "save_pretrained"])
 def test_a_full_disk_is_one_line_and_leaves_nothing(writer, sharded_source, tiny_model_path, tmp_path, monkeypatch):
     """safetensors reports ENOSPC as its own error type, in both the shard rewrite and save_pretrained."""
     source = sharded_source

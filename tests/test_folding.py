@@ -9,12 +9,12 @@ import torch
 from torch import nn
 from transformers import AutoModelForCausalLM
 
-from critical_neurons import folding
 from critical_neurons.errors import UsageError
-from critical_neurons.folding import apply_folds, can_fold, check_fold, folded, plan_folds
-from critical_neurons.masking import NeuronMasker
-from critical_neurons.records import Channel
-from critical_neurons.sites import candidate_sites
+from critical_neurons.model import folding
+from critical_neurons.model.folding import apply_folds, can_fold, check_fold, folded, plan_folds
+from critical_neurons.model.masking import NeuronMasker
+from critical_neurons.model.sites import candidate_sites
+from critical_neurons.outputs.records import Channel
 
 FAMILIES = ["llama", "qwen2", "mistral", "phi3", "gemma", "gemma2", "gemma3", "gpt2"]
 PROBE = torch.tensor([[5, 17, 42, 99, 7, 250, 3, 64, 128, 11, 200, 31]])

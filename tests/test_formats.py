@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import math
 
 import pytest
 from conftest import ROOT, run_script
 
-from critical_neurons import formats
-from critical_neurons.baselines import Population
 from critical_neurons.errors import UsageError
-from critical_neurons.folding import FoldEdit
-from critical_neurons.formats.build import (
+from critical_neurons.method.baselines import Population
+from critical_neurons.method.ranking import Ranking
+from critical_neurons.method.stage2 import CriticalSet, MaskingStep
+from critical_neurons.model.folding import FoldEdit
+from critical_neurons.model.perplexity import PerplexityResult
+from critical_neurons.outputs import formats
+from critical_neurons.outputs.files import write_json
+from critical_neurons.outputs.formats.build import (
     ablation_summary_payload,
     characterization_payload,
     critical_set_payload,
@@ -21,13 +26,9 @@ from critical_neurons.formats.build import (
     random_masking_header,
     ranking_payload,
 )
-from critical_neurons.formats.read import NeuronFile, check_output, read_neuron_file, read_output, read_ranking_file
-from critical_neurons.identification import CriticalSet, MaskingStep
-from critical_neurons.io import write_json
-from critical_neurons.perplexity import PerplexityResult
-from critical_neurons.ranking import Ranking
-from critical_neurons.records import Channel, NeuronRecord
-from critical_neurons.reporting import read_result
+from critical_neurons.outputs.formats.read import NeuronFile, check_output, read_neuron_file, read_output, read_ranking_file
+from critical_neurons.outputs.records import Channel, NeuronRecord
+from critical_neurons.reporting.results import read_result
 
 MODEL = {"path": "models/tiny", "model_type": "llama", "fingerprint": "abc123"}
 RECORDS = [NeuronRecord("model.layers.1.mlp.down_proj", 0, 7, 9.5), NeuronRecord("model.layers.1.mlp.down_proj", 3, 7, 4.0), NeuronRecord("model.layers.0.mlp.up_proj", 1, 2, 1.5)]
@@ -189,26 +190,42 @@ def test_an_authors_ranking_without_kind_still_reads_as_a_ranking(tmp_path):
 
 # Strings spelled like a kind that name something else: (file, text on the line).
 NOT_KINDS = {
-    ("critical_neurons/export.py", '"lesion": lesion_config'),  # config.json's block of an exported model
-    ("critical_neurons/characterization_figures.py", 'prefix: str = "characterization"'),  # figure file names
+    ("critical_neurons/reporting/characterization_figures.py", 'prefix: str = "characterization"'),  # figure file names
     ("comparison/random_masking.py", 'getLogger("random_masking")'),  # the script's logger
     ("method/wikitext_evaluator.py", '/ "evaluation" /'),  # the evaluation/ folder
+    ("scripts/authors_drivers/simpleqa.py", 'scoring_fields("response", "is_meaningful", "evaluation")'),  # the authors' per-sample field
 }
+
+
+def kind_literals(source: str) -> list[int]:
+    """Lines that spell the ``kind`` key, or a kind's name as a value (a dict key or an index spelled like a
+    kind names a field, e.g. the authors' per-sample ``evaluation`` block, and is not a kind)."""
+    tree = ast.parse(source)
+    field_names = {id(node) for parent in ast.walk(tree) for node in (parent.keys if isinstance(parent, ast.Dict) else [parent.slice] if isinstance(parent, ast.Subscript) else [])}
+    return [
+        node.lineno
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant) and (node.value == "kind" or (node.value in formats.KINDS and id(node) not in field_names))
+    ]
 
 
 def test_no_kind_literal_outside_the_formats_package():
     """Every kind is named through its constant, so a kind is spelled in one place."""
-    literals = ['"kind"', *(f'"{kind}"' for kind in formats.KINDS)]
     found = []
-    for folder in ("critical_neurons", "method", "comparison", "ablation", "evaluation"):
+    for folder in ("critical_neurons", "method", "comparison", "ablation", "evaluation", "scripts", "benchmarks"):
         for path in sorted((ROOT / folder).rglob("*")):
             name = str(path.relative_to(ROOT))
-            if path.suffix not in (".py", ".sh") or name.startswith("critical_neurons/formats/"):
+            if path.suffix not in (".py", ".sh") or name.startswith("critical_neurons/outputs/formats/"):
                 continue
-            for number, line in enumerate(path.read_text().splitlines(), start=1):
-                if any(literal in line for literal in literals) and not any(name == file and text in line for file, text in NOT_KINDS):
-                    found.append(f"{name}:{number}: {line.strip()}")
+            lines = path.read_text().splitlines()
+            numbers = kind_literals("\n".join(lines)) if path.suffix == ".py" else [number for number, line in enumerate(lines, start=1) if '"kind"' in line]
+            found += [f"{name}:{number}: {lines[number - 1].strip()}" for number in numbers if not any(name == file and text in lines[number - 1] for file, text in NOT_KINDS)]
     assert found == []
+
+
+def test_the_kind_scan_finds_a_kind_spelled_as_a_value():
+    assert kind_literals('payload = {"kind": "ranking", "evaluation": {}}\nif other == "critical_set":\n    pass\n') == [1, 1, 2]
+    assert kind_literals('block = {"evaluation": scores}\nscores = detail["evaluation"]\n') == []
 
 
 def test_shell_scripts_do_no_json_surgery():
@@ -218,10 +235,10 @@ def test_shell_scripts_do_no_json_surgery():
 def test_count_prints_the_critical_set_size(tmp_path):
     path = tmp_path / "critical.json"
     write_json(path, critical_set())
-    result = run_script("critical_neurons/summary.py", "--count", path, check=True)
+    result = run_script("critical_neurons/reporting/console.py", "--count", path, check=True)
     assert result.stdout.strip() == "2"
     write_json(path, evaluation())
-    refused = run_script("critical_neurons/summary.py", path)
+    refused = run_script("critical_neurons/reporting/console.py", path)
     assert refused.returncode == 2 and "is not a critical_set result" in refused.stderr
 
 

@@ -10,12 +10,12 @@ import pytest
 import torch
 from conftest import ROOT, assert_usage_error, run_script
 
-from critical_neurons import generation
 from critical_neurons.errors import UsageError
-from critical_neurons.folding import folded
-from critical_neurons.generation import generate, largest_batch, plan_generation
-from critical_neurons.models import load_model
-from critical_neurons.records import Channel
+from critical_neurons.evaluation import generation
+from critical_neurons.evaluation.generation import generate, largest_batch, plan_generation
+from critical_neurons.model.folding import folded
+from critical_neurons.model.loading import load_model
+from critical_neurons.outputs.records import Channel
 
 PROMPTS = ["The polar bear is a large", "def add(a, b):", "Question: What is the capital", "Later reviews", "Les ours polaires"]
 MMLU_PRO = ROOT / "tests" / "fixtures" / "mmlu_pro_test.jsonl"

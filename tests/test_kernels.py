@@ -8,9 +8,9 @@ import sys
 import pytest
 import torch
 
-import critical_neurons
-from critical_neurons import kernels
-from critical_neurons.kernels import AbsDifferenceSums
+import critical_neurons.method
+from critical_neurons.method import site_sums
+from critical_neurons.method.site_sums import AbsDifferenceSums
 
 
 def per_sample_sums(batches: list[torch.Tensor], clean: torch.Tensor) -> torch.Tensor:
@@ -37,15 +37,15 @@ def test_sums_equal_a_per_sample_reference(fused, shape):
 
 
 def test_fused_kernel_runs_on_cpu_float32_and_not_in_a_forked_child(monkeypatch):
-    assert kernels.can_fuse(torch.zeros(1, 2, 3)) and not kernels.can_fuse(torch.zeros(1, 2, 3, dtype=torch.bfloat16))
-    assert kernels._fused_kernel() is not None
-    monkeypatch.setattr(kernels, "_first_use_pid", os.getpid() + 1)  # as if this process were forked after first use
-    assert kernels._fused_kernel() is None
+    assert site_sums.can_fuse(torch.zeros(1, 2, 3)) and not site_sums.can_fuse(torch.zeros(1, 2, 3, dtype=torch.bfloat16))
+    assert site_sums._fused_kernel() is not None
+    monkeypatch.setattr(site_sums, "_first_use_pid", os.getpid() + 1)  # as if this process were forked after first use
+    assert site_sums._fused_kernel() is None
 
 
 def test_without_numba_the_pytorch_path_runs_with_a_warning(monkeypatch, caplog):
-    monkeypatch.setitem(sys.modules, "critical_neurons.fused", None)  # makes the import fail
-    monkeypatch.delattr(critical_neurons, "fused", raising=False)
+    monkeypatch.setitem(sys.modules, "critical_neurons.method.site_sums_numba", None)  # makes the import fail
+    monkeypatch.delattr(critical_neurons.method, "site_sums_numba", raising=False)
     clean, batch = torch.zeros(2, 3), torch.ones(4, 2, 3)
     sums = AbsDifferenceSums()
     sums.set_clean("site", clean)
@@ -68,7 +68,7 @@ def test_a_bfloat16_output_takes_the_pytorch_path():
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_the_compiled_kernel_for_gpus_equals_a_per_sample_reference(dtype):
     """The CUDA path's op, compiled here by inductor's CPU backend: one graph for every site shape and batch size."""
-    add = kernels.compiled_add_abs_differences()
+    add = site_sums.compiled_add_abs_differences()
     generator = torch.Generator().manual_seed(1)
     for shape, sizes in (((3, 5), (7, 8, 8, 2)), ((11, 300), (4, 1, 3))):
         clean = torch.randn(shape, generator=generator)

@@ -8,10 +8,11 @@ import pytest
 import torch
 from conftest import ROOT, assert_usage_error, run_script
 
-from critical_neurons.evaluation import masked_evaluation, resolve_mask_mode
-from critical_neurons.models import load_model
-from critical_neurons.perplexity import perplexity
-from critical_neurons.records import Channel, NeuronRecord
+from critical_neurons.evaluation.runner import masked_evaluation
+from critical_neurons.model.folding import resolve_mask_mode
+from critical_neurons.model.loading import load_model
+from critical_neurons.model.perplexity import perplexity
+from critical_neurons.outputs.records import Channel, NeuronRecord
 
 WIKITEXT = ROOT / "tests" / "fixtures" / "wikitext_test.jsonl"
 TEXTS = ["The polar bear is a large carnivorous mammal native to the Arctic. It hunts seals on the sea ice."]

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from critical_neurons import Channel, NeuronMasker, UsageError
-from critical_neurons.generation import generate
-from critical_neurons.models import load_model
+from critical_neurons.evaluation.generation import generate
+from critical_neurons.model.loading import load_model
 
 SITE = "model.layers.0.mlp.down_proj"
 ACT = "model.layers.1.mlp.act_fn"

@@ -16,9 +16,9 @@ import sys
 import zipfile
 from pathlib import Path
 
-from conftest import ROOT
+from conftest import ROOT, SHORT_BOOKENDS_TEXT
 
-from critical_neurons.reporting import read_result
+from critical_neurons.reporting.results import read_result
 
 
 def build_wheel(folder: Path) -> Path:
@@ -68,13 +68,12 @@ def test_wheel_holds_every_module_and_runs_the_pipeline_without_the_checkout(tmp
     assert "--masking_levels" in run("evaluation/mmlu_pro_evaluator.py", "--help").stdout
     model = tiny_model_path("llama")
     ranking, critical = outside / "ranking.json", outside / "critical.json"
-    text = "Later reviews were more positive. In just over 29 minutes, Bookends is stunning in its vision."
-    run("method/1_importance_evaluation.py", "--model_path", str(model), "--input_text", text, "--num_samples", "4", "--top_n", "50", "--output_file", str(ranking))
-    run("method/2_neuron_identification.py", "--model_path", str(model), "--neuron_file", str(ranking), "--test_text", text, "--max_steps", "5", "--output_file", str(critical))
+    run("method/1_importance_evaluation.py", "--model_path", str(model), "--input_text", SHORT_BOOKENDS_TEXT, "--num_samples", "4", "--top_n", "50", "--output_file", str(ranking))
+    run("method/2_neuron_identification.py", "--model_path", str(model), "--neuron_file", str(ranking), "--test_text", SHORT_BOOKENDS_TEXT, "--max_steps", "5", "--output_file", str(critical))
 
     assert read_result(ranking).kind == "ranking" and len(json.loads(ranking.read_text())["top_neurons"]) == 50
     assert read_result(critical).kind == "critical_set"
     imported = [path for path in bytecode.rglob("*.pyc") if "critical_neurons" in path.parts]
     installed = str(tmp_path / "venv")
-    assert any(path.stem.startswith("identification.") for path in imported), "Stage 2's core was not imported"
+    assert any(path.stem.startswith("stage2.") for path in imported), "Stage 2's core was not imported"
     assert all(str(path.relative_to(bytecode)).startswith(installed.lstrip("/")) for path in imported), "a module came from outside the installed wheel"

@@ -7,7 +7,7 @@ import json
 import pytest
 from conftest import assert_usage_error, run_script
 
-from critical_neurons.models import load_model
+from critical_neurons.model.loading import load_model
 
 SCRIPT = "benchmarks/random_model.py"
 

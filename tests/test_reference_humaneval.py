@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from critical_neurons.evaluation import score_responses
-from critical_neurons.reference import humaneval as reference
-from critical_neurons.tasks import humaneval
+from critical_neurons.evaluation.reference import humaneval as reference
+from critical_neurons.evaluation.runner import score_responses
+from critical_neurons.evaluation.tasks import humaneval
 
 SOLUTION = "def add(x, y):\n    return x + y"
 

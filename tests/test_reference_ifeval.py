@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from critical_neurons.evaluation import score_responses
-from critical_neurons.reference import ifeval as reference
-from critical_neurons.tasks import ifeval
+from critical_neurons.evaluation.reference import ifeval as reference
+from critical_neurons.evaluation.runner import score_responses
+from critical_neurons.evaluation.tasks import ifeval
 
 
 def strict(instruction_id: str, kwargs: dict, response: str) -> bool:

@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from critical_neurons.evaluation import score_responses
-from critical_neurons.reference import math500 as reference
-from critical_neurons.tasks import math as math500
+from critical_neurons.evaluation.reference import math500 as reference
+from critical_neurons.evaluation.runner import score_responses
+from critical_neurons.evaluation.tasks import math500
 
 
 def sample(gold: str, subject: str = "Algebra") -> dict[str, str]:

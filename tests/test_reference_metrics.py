@@ -9,14 +9,13 @@ import pytest
 import torch
 from conftest import ROOT
 
-from critical_neurons.baselines import draw_channels, random_masking_level, site_population
-from critical_neurons.evaluation import score_responses
-from critical_neurons.masking import NeuronMasker
-from critical_neurons.models import load_model
-from critical_neurons.perplexity import perplexity
-from critical_neurons.tasks import gpqa, humaneval, ifeval, mgsm, mmlu_pro, simpleqa
-from critical_neurons.tasks import math as math500
-from critical_neurons.tasks.language_modeling import c4_texts, wikitext_texts
+from critical_neurons.evaluation.runner import score_responses
+from critical_neurons.evaluation.tasks import gpqa, humaneval, ifeval, math500, mgsm, mmlu_pro, simpleqa
+from critical_neurons.evaluation.tasks.language_modeling import c4_texts, wikitext_texts
+from critical_neurons.method.baselines import draw_channels, random_masking_level, site_population
+from critical_neurons.model.loading import load_model
+from critical_neurons.model.masking import NeuronMasker
+from critical_neurons.model.perplexity import perplexity
 
 FIXTURES = ROOT / "tests" / "fixtures"
 

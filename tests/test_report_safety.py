@@ -13,7 +13,8 @@ import pytest
 from conftest import ROOT
 from test_ablation_report import channel_order, model_block, ranking_payload, run_report, stage2_payload, write, write_ablation, write_model_results
 
-from critical_neurons.reporting import ResultFile, ablation_rows, model_labels, paired_critical_set, read_result, read_results
+from critical_neurons.reporting.results import ResultFile, model_labels, paired_critical_set, read_result, read_results
+from critical_neurons.reporting.tables import ablation_rows
 
 MODEL_A = model_block("smollm2-135m", "a" * 16)
 MODEL_B = {**model_block("smollm2-135m", "b" * 16), "path": "/elsewhere/smollm2-135m"}  # same folder name, another model

@@ -9,11 +9,10 @@ import pytest
 from conftest import ROOT, assert_usage_error, neuron_file, run_script
 from test_authors_golden import BENCHMARKS as GOLDEN_BENCHMARKS
 
-from critical_neurons.evaluation import score_responses
-from critical_neurons.reference.golden import differences, read_golden
-from critical_neurons.rescoring import TASKS
-from critical_neurons.tasks import gpqa, humaneval, ifeval, mgsm, mmlu_pro, simpleqa
-from critical_neurons.tasks import math as math500
+from critical_neurons.evaluation.reference.golden import differences, read_golden
+from critical_neurons.evaluation.rescoring import TASKS
+from critical_neurons.evaluation.runner import score_responses
+from critical_neurons.evaluation.tasks import gpqa, humaneval, ifeval, math500, mgsm, mmlu_pro, simpleqa
 
 SCRIPT = "evaluation/rescore.py"
 FIXTURES = ROOT / "tests" / "fixtures"

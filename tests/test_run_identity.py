@@ -8,13 +8,12 @@ import os
 import stat
 
 import pytest
-from conftest import ROOT, assert_usage_error, neuron_file, run_script
+from conftest import ROOT, SHORT_BOOKENDS_TEXT, assert_usage_error, neuron_file, run_script
 
 from critical_neurons.errors import UsageError
-from critical_neurons.formats.read import read_neuron_file
-from critical_neurons.io import OutputFile, write_json
+from critical_neurons.outputs.files import OutputFile, write_json
+from critical_neurons.outputs.formats.read import read_neuron_file
 
-TEXT = "Later reviews were more positive. In just over 29 minutes, Bookends is stunning in its vision."
 WIKITEXT = ROOT / "tests" / "fixtures" / "wikitext_test.jsonl"
 EVALUATOR = "evaluation/wikitext_evaluator.py"
 
@@ -30,8 +29,8 @@ def tiny(tiny_model_path):
 
 def test_every_output_names_its_kind_method_and_model(tiny, tmp_path):
     ranking, critical, evaluation = tmp_path / "ranking.json", tmp_path / "critical.json", tmp_path / "eval.json"
-    run_script("method/1_importance_evaluation.py", "--model_path", tiny, "--input_text", TEXT, "--num_samples", 2, "--top_n", 20, "--output_file", ranking, check=True)
-    run_script("method/2_neuron_identification.py", "--model_path", tiny, "--neuron_file", ranking, "--test_text", TEXT, "--max_steps", 2, "--output_file", critical, check=True)
+    run_script("method/1_importance_evaluation.py", "--model_path", tiny, "--input_text", SHORT_BOOKENDS_TEXT, "--num_samples", 2, "--top_n", 20, "--output_file", ranking, check=True)
+    run_script("method/2_neuron_identification.py", "--model_path", tiny, "--neuron_file", ranking, "--test_text", SHORT_BOOKENDS_TEXT, "--max_steps", 2, "--output_file", critical, check=True)
     assert evaluate(tiny, evaluation, "--neuron_file", ranking, "--masking_levels", "0,1").returncode == 0
     payloads = [json.loads(path.read_text()) for path in (ranking, critical, evaluation)]
     assert [payload["kind"] for payload in payloads] == ["ranking", "critical_set", "evaluation"]
@@ -140,7 +139,7 @@ def test_impossible_outputs_are_refused_before_the_model_loads(tiny, tmp_path, n
 def test_output_equal_to_an_input_is_refused(tiny, tmp_path):
     ranking = neuron_file(tmp_path)
     before = ranking.read_bytes()
-    result = run_script("method/2_neuron_identification.py", "--model_path", tiny, "--neuron_file", ranking, "--test_text", TEXT, "--output_file", ranking)
+    result = run_script("method/2_neuron_identification.py", "--model_path", tiny, "--neuron_file", ranking, "--test_text", SHORT_BOOKENDS_TEXT, "--output_file", ranking)
     assert_usage_error(result, "--output_file")
     assert ranking.read_bytes() == before
 
@@ -152,7 +151,7 @@ def test_a_full_disk_keeps_the_previous_file(tmp_path, monkeypatch):
     def no_space(_descriptor):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr("critical_neurons.io.os.fsync", no_space)
+    monkeypatch.setattr("critical_neurons.outputs.files.os.fsync", no_space)
     with pytest.raises(UsageError, match=r"--output_file.*No space left"):
         write_json(output, {"kept": False})
     assert json.loads(output.read_text()) == {"kept": True}
@@ -161,12 +160,12 @@ def test_a_full_disk_keeps_the_previous_file(tmp_path, monkeypatch):
 
 def test_a_ranking_of_another_model_is_refused_unless_allowed(tiny, tiny_model_path, tmp_path):
     gemma_ranking, output = tmp_path / "gemma.json", tmp_path / "eval.json"
-    run_script("method/1_importance_evaluation.py", "--model_path", tiny_model_path("gemma"), "--input_text", TEXT, "--num_samples", 2, "--top_n", 20, "--modules", "down_proj", "--output_file", gemma_ranking, check=True)
+    run_script("method/1_importance_evaluation.py", "--model_path", tiny_model_path("gemma"), "--input_text", SHORT_BOOKENDS_TEXT, "--num_samples", 2, "--top_n", 20, "--modules", "down_proj", "--output_file", gemma_ranking, check=True)
     # Same module names and widths: only the recorded model tells the files apart.
     result = evaluate(tiny, output, "--neuron_file", gemma_ranking, "--masking_levels", "0,1")
     assert_usage_error(result, "--neuron_file", output)
     assert "gemma" in result.stderr and "--allow_other_model" in result.stderr
-    stage2 = run_script("method/2_neuron_identification.py", "--model_path", tiny, "--neuron_file", gemma_ranking, "--test_text", TEXT, "--output_file", tmp_path / "s2.json")
+    stage2 = run_script("method/2_neuron_identification.py", "--model_path", tiny, "--neuron_file", gemma_ranking, "--test_text", SHORT_BOOKENDS_TEXT, "--output_file", tmp_path / "s2.json")
     assert_usage_error(stage2, "--neuron_file", tmp_path / "s2.json")
     allowed = evaluate(tiny, output, "--neuron_file", gemma_ranking, "--masking_levels", "0,1", "--allow_other_model")
     assert allowed.returncode == 0 and "used anyway" in allowed.stderr

@@ -6,15 +6,15 @@ import math
 
 import pytest
 import torch
+from conftest import SHORT_BOOKENDS_TEXT
 
-from critical_neurons import UsageError, importance, ranking
+from critical_neurons import UsageError
 from critical_neurons.cli import encode_text
-from critical_neurons.importance import SCORE_THRESHOLD, perturbation_importance
-from critical_neurons.models import load_model, max_positions
-from critical_neurons.ranking import rank_site_scores
-from critical_neurons.sites import candidate_sites
-
-TEXT = "Later reviews were more positive. In just over 29 minutes, Bookends is stunning in its vision."
+from critical_neurons.method import ranking, stage1
+from critical_neurons.method.ranking import rank_site_scores
+from critical_neurons.method.stage1 import SCORE_THRESHOLD, perturbation_importance
+from critical_neurons.model.loading import load_model, max_positions
+from critical_neurons.model.sites import candidate_sites
 
 # Batch shapes take different float kernels, so the same scores come out rounded differently: 1e-4
 # is ~1000 float32 roundings, far below the 10-50% a change of noise moves a score when K <= 8.
@@ -106,7 +106,7 @@ def test_fast_engine_matches_slow_reference(tiny_model_path, family):
     """The reference's clean pass runs from token ids; the engine feeds their embeddings as row 0 of
     its first batch. Every family must give the same clean outputs both ways."""
     model, tokenizer = load_model(str(tiny_model_path(family)))
-    input_ids = tokenizer(TEXT, return_tensors="pt").input_ids
+    input_ids = tokenizer(SHORT_BOOKENDS_TEXT, return_tensors="pt").input_ids
     expected, near_threshold = slow_reference(model, input_ids, noise_scale=5.0, num_samples=6, seed=42)
     ranking = perturbation_importance(model, input_ids, noise_scale=5.0, num_samples=6, batch_size=4, top_n=300, seed=42, progress=False)
     assert_same_ranking(as_tuples(ranking.records), expected[:300])
@@ -115,7 +115,7 @@ def test_fast_engine_matches_slow_reference(tiny_model_path, family):
 
 def test_gemma3_four_dimensional_norms_are_skipped_not_fatal(tiny_model_path):
     model, tokenizer = load_model(str(tiny_model_path("gemma3")))
-    ranking = perturbation_importance(model, tokenizer(TEXT, return_tensors="pt").input_ids, num_samples=2, progress=False)
+    ranking = perturbation_importance(model, tokenizer(SHORT_BOOKENDS_TEXT, return_tensors="pt").input_ids, num_samples=2, progress=False)
     assert "model.layers.0.self_attn.q_norm" in ranking.skipped_sites
     assert not any("q_norm" in site or "k_norm" in site for site in ranking.sites)
     assert ranking.records
@@ -124,7 +124,7 @@ def test_gemma3_four_dimensional_norms_are_skipped_not_fatal(tiny_model_path):
 @pytest.mark.parametrize("family", ["llama", "gpt2"])
 def test_ranking_does_not_depend_on_batch_size(tiny_model_path, family):
     model, tokenizer = load_model(str(tiny_model_path(family)))
-    input_ids = tokenizer(TEXT, return_tensors="pt").input_ids
+    input_ids = tokenizer(SHORT_BOOKENDS_TEXT, return_tensors="pt").input_ids
     one, three, eight = (
         perturbation_importance(model, input_ids, num_samples=8, batch_size=size, top_n=100_000, progress=False) for size in (1, 3, 8)
     )
@@ -144,8 +144,8 @@ def per_batch_noise(shape: tuple[int, int], sizes: list[int], seed: int):
 
 def test_batch_size_check_catches_noise_that_depends_on_the_batch_size(tiny_model_path, monkeypatch):
     model, tokenizer = load_model(str(tiny_model_path("llama")))
-    input_ids = tokenizer(TEXT, return_tensors="pt").input_ids
-    monkeypatch.setattr(importance, "noise_batches", per_batch_noise)
+    input_ids = tokenizer(SHORT_BOOKENDS_TEXT, return_tensors="pt").input_ids
+    monkeypatch.setattr(stage1, "noise_batches", per_batch_noise)
     one, three = (perturbation_importance(model, input_ids, num_samples=8, batch_size=size, top_n=100_000, progress=False) for size in (1, 3))
     with pytest.raises(AssertionError):
         assert_same_ranking(as_tuples(three.records), as_tuples(one.records))
@@ -153,7 +153,7 @@ def test_batch_size_check_catches_noise_that_depends_on_the_batch_size(tiny_mode
 
 def test_seed_changes_the_noise(tiny_model_path):
     model, tokenizer = load_model(str(tiny_model_path("llama")))
-    input_ids = tokenizer(TEXT, return_tensors="pt").input_ids
+    input_ids = tokenizer(SHORT_BOOKENDS_TEXT, return_tensors="pt").input_ids
     first = perturbation_importance(model, input_ids, num_samples=3, seed=1, top_n=50, progress=False)
     second = perturbation_importance(model, input_ids, num_samples=3, seed=2, top_n=50, progress=False)
     assert [r.score for r in first.records] != [r.score for r in second.records]
@@ -186,7 +186,7 @@ def test_gpt2_attention_is_covered_and_dropout_is_not(tiny_model_path):
 @pytest.mark.parametrize("family", ["qwen2", "mistral", "phi3", "gemma", "gemma2"])
 def test_other_families_run(tiny_model_path, family):
     model, tokenizer = load_model(str(tiny_model_path(family)))
-    ranking = perturbation_importance(model, tokenizer(TEXT, return_tensors="pt").input_ids, num_samples=2, top_n=20, progress=False)
+    ranking = perturbation_importance(model, tokenizer(SHORT_BOOKENDS_TEXT, return_tensors="pt").input_ids, num_samples=2, top_n=20, progress=False)
     assert len(ranking.records) == 20 and ranking.sites
 
 
@@ -204,7 +204,7 @@ def test_ties_at_the_cutoff_follow_site_then_position_then_channel():
 def test_text_longer_than_the_model_is_refused(tiny_model_path):
     model, tokenizer = load_model(str(tiny_model_path("gpt2")))
     with pytest.raises(UsageError, match="positions"):
-        encode_text(tokenizer, TEXT * 40, "--input_text", max_positions=max_positions(model))
+        encode_text(tokenizer, SHORT_BOOKENDS_TEXT * 40, "--input_text", max_positions=max_positions(model))
 
 
 def slow_ranking(scores: dict[str, torch.Tensor], top_n: int, threshold: float) -> tuple[list[tuple[str, int, int, float]], int, int]:

@@ -7,7 +7,8 @@ import math
 
 import pytest
 
-from critical_neurons.identification import (
+from critical_neurons.method.stage1 import perturbation_importance
+from critical_neurons.method.stage2 import (
     ALL_MASKED,
     MAGNITUDE_EXCEEDED,
     MAX_STEPS,
@@ -18,12 +19,11 @@ from critical_neurons.identification import (
     prefix_lengths,
     prune_channels,
 )
-from critical_neurons.importance import perturbation_importance
-from critical_neurons.io import write_json
-from critical_neurons.masking import NeuronMasker
-from critical_neurons.models import load_model
-from critical_neurons.perplexity import LN10, sequence_nll
-from critical_neurons.records import NeuronRecord, distinct_channels
+from critical_neurons.model.loading import load_model
+from critical_neurons.model.masking import NeuronMasker
+from critical_neurons.model.perplexity import LN10, sequence_nll
+from critical_neurons.outputs.files import write_json
+from critical_neurons.outputs.records import NeuronRecord, distinct_channels
 
 TEXT = "The polar bear is a large carnivorous mammal native to the Arctic. It hunts seals on the sea ice."
 

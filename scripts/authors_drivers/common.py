@@ -7,11 +7,11 @@ by its own ``__init__`` with a stand-in model and tokenizer: ``generate`` append
 runs unmodified, one level per ``evaluate_dataset`` call.
 
 The driver interface. Each benchmark has a module ``scripts/authors_drivers/<benchmark>.py`` (the name
-of our ``critical_neurons/reference/<benchmark>.py``) that defines ``DRIVER = Driver(...)`` with:
+of our ``critical_neurons/evaluation/reference/<benchmark>.py``) that defines ``DRIVER = Driver(...)`` with:
 
 - ``module``, ``evaluator_class``: their file ``investigation/<module>.py`` and the class in it;
 - ``method``: our benchmark's method name (``DEFAULTS.name``); its task, built as
-  ``critical_neurons.rescoring.TASKS`` rebuilds it with default settings, gives the reference blocks compared;
+  ``critical_neurons.evaluation.rescoring.TASKS`` rebuilds it with default settings, gives the reference blocks compared;
 - ``their_row(sample)``: our sample (as our ``load_samples`` returns it) as a row of their dataset, which
   their code turns into the same prompt and gold;
 - ``their_verdict(result, sample)``: their per-sample result as our reference block holds it: their
@@ -47,7 +47,7 @@ import torch
 from transformers import BatchEncoding
 
 from critical_neurons.errors import UsageError
-from critical_neurons.reference.golden import as_json
+from critical_neurons.evaluation.reference.golden import as_json
 
 CRAFTED_LEVEL_SIZE = 8
 FUZZ_LEVEL_SIZE = 50

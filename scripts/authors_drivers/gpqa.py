@@ -1,4 +1,4 @@
-"""GPQA: their ``GPQAEvaluator`` against ``critical_neurons.reference.gpqa``, with 2, 3 and 4 options.
+"""GPQA: their ``GPQAEvaluator`` against ``critical_neurons.evaluation.reference.gpqa``, with 2, 3 and 4 options.
 
 Their rows hold the answers unshuffled (correct first); their own md5-seeded shuffle of the Record ID
 then gives our sample's order, which ``their_row`` inverts.
@@ -10,7 +10,7 @@ import random
 from typing import Any
 
 from authors_drivers.common import ALPHABET, Driver, random_text, scoring_fields
-from critical_neurons.tasks import gpqa
+from critical_neurons.evaluation.tasks import gpqa
 
 FIELDS = ("Correct Answer", "Incorrect Answer 1", "Incorrect Answer 2", "Incorrect Answer 3")
 PHRASES = ("ANSWER IS ", "the answer is (", "answer is", "answer  is ", "answer\nis (", "ANSWER IS\t", "A ", " a ", "B", "(C)", "D)", "10", "3", "4", "Ä", "_A", "I think")

@@ -1,4 +1,4 @@
-"""HumanEval: their ``HumanEvalEvaluator`` against ``critical_neurons.reference.humaneval``.
+"""HumanEval: their ``HumanEvalEvaluator`` against ``critical_neurons.evaluation.reference.humaneval``.
 
 The problems are those of ``tests/fixtures/humaneval_subset.jsonl``. Their code runs their programs
 unsandboxed in the working folder, so their level runs in a fresh temporary folder. A runtime
@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from authors_drivers.common import ALPHABET, Driver, random_text, scoring_fields
-from critical_neurons.tasks import humaneval
+from critical_neurons.evaluation.tasks import humaneval
 
 PROBLEMS = humaneval.load_samples(str(Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "humaneval_subset.jsonl"))
 PIECES = (

@@ -1,4 +1,4 @@
-"""IFEval: their ``IFEvalEvaluator`` against ``critical_neurons.reference.ifeval``.
+"""IFEval: their ``IFEvalEvaluator`` against ``critical_neurons.evaluation.reference.ifeval``.
 
 Their rows are our samples as they are (key, prompt, instruction ids, one kwargs dict per instruction).
 The fuzzer draws up to three of the 25 official instructions with the kwargs the data uses, now and
@@ -15,7 +15,7 @@ from typing import Any
 from if_verifiable.ifeval.instructions_registry import INSTRUCTION_DICT
 
 from authors_drivers.common import ALPHABET, Driver, random_text
-from critical_neurons.tasks import ifeval
+from critical_neurons.evaluation.tasks import ifeval
 
 INPUT_COPIES = ("instruction_id_list", "prompt", "response")
 LANGUAGES = ("en", "fr", "es", "zh", "de", "ja", "ko", "ru", "it", "pt", "ar", "hi", "English", "Chinese", "zh-TW", "bn", "ne", "te", "sw", "fi")

@@ -1,4 +1,4 @@
-"""MATH-500: their ``Math500Evaluator`` against ``critical_neurons.reference.math500``.
+"""MATH-500: their ``Math500Evaluator`` against ``critical_neurons.evaluation.reference.math500``.
 
 Their grader never times out; ours is bounded in time, and its timeouts (per sample and per level)
 have no counterpart in theirs, so they are not compared.
@@ -10,7 +10,7 @@ import random
 from typing import Any
 
 from authors_drivers.common import ALPHABET, Driver, random_text
-from critical_neurons.tasks import math as math500
+from critical_neurons.evaluation.tasks import math500
 
 # Gold forms of MATH-500: integers, negatives, decimals, fractions (\frac, \dfrac, a/b), radicals, tuples, intervals, unions,
 # infinities, degrees, dollars, percents, thousands, text and letter answers, complex numbers, matrices, equations, mixed numbers.

@@ -1,4 +1,4 @@
-"""MGSM: their ``MGSMEvaluator`` against ``critical_neurons.reference.mgsm``.
+"""MGSM: their ``MGSMEvaluator`` against ``critical_neurons.evaluation.reference.mgsm``.
 
 Their gold is ``answer`` when the row has one, else ``answer_number``; our loader reads
 ``answer_number``, so their rows carry only that (as the number our sample holds).
@@ -10,7 +10,7 @@ import random
 from typing import Any
 
 from authors_drivers.common import ALPHABET, Driver, random_text
-from critical_neurons.tasks import mgsm
+from critical_neurons.evaluation.tasks import mgsm
 
 # Left out of their ``evaluation``: the gold, whether there is one, and the prediction the result holds already.
 EVALUATION_COPIES = ("predicted_answer", "ground_truth_answer", "has_ground_truth")

@@ -1,4 +1,4 @@
-"""MMLU-Pro: their ``MMLUProEvaluator`` against ``critical_neurons.reference.mmlu_pro``."""
+"""MMLU-Pro: their ``MMLUProEvaluator`` against ``critical_neurons.evaluation.reference.mmlu_pro``."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import random
 from typing import Any
 
 from authors_drivers.common import ALPHABET, Driver, random_text, scoring_fields
-from critical_neurons.tasks import mmlu_pro
+from critical_neurons.evaluation.tasks import mmlu_pro
 
 CATEGORIES = ("math", "law", "chemistry")
 PHRASES = ("the answer is ", "THE ANSWER IS", "The answer is (", "answer is ", "the  answer\nis ", "because", "always", "(J)", "I", "ß", "ǰ")

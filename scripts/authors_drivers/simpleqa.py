@@ -1,4 +1,4 @@
-"""SimpleQA: their ``SimpleQAEvaluator`` (template 0) against ``critical_neurons.reference.simpleqa``.
+"""SimpleQA: their ``SimpleQAEvaluator`` (template 0) against ``critical_neurons.evaluation.reference.simpleqa``.
 
 Their level's ``template_used`` is a setting, which our result keeps in ``settings``; it is not compared.
 """
@@ -9,7 +9,7 @@ import random
 from typing import Any
 
 from authors_drivers.common import ALPHABET, Driver, default_level, random_text, scoring_fields
-from critical_neurons.tasks import simpleqa
+from critical_neurons.evaluation.tasks import simpleqa
 
 GOLDS = ("Paris", "the Thames", "1988", "Leonardo da Vinci", "!?", "", "U.S.A.", "New York City")
 PHRASES = ("Paris", "the", "Thames", "1988", "da Vinci", "Leonardo", "U.S.A", "New", "York", "city", "The", "'", "\"", "!", "?", ";", "é", "_", "—", "\u00a0", "\u2028", "\x1c")

@@ -1,0 +1,1 @@
+"""The model's mechanics: loading, sites, masking, folding, export, residual-stream scans, perplexity."""

@@ -1,0 +1,1 @@
+"""Reporting results: tables, figures and the console summary of a critical set."""
