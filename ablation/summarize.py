@@ -18,7 +18,7 @@ from typing import Any
 
 from critical_neurons.cli import ArgumentParser, encode_text, integer, number, parse_arguments, run
 from critical_neurons.errors import UsageError
-from critical_neurons.method.stage2 import critical_prefix
+from critical_neurons.method.stage2 import TEST_TEXT_TOKENS, critical_prefix
 from critical_neurons.model.loading import DTYPE_CHOICES, load_model
 from critical_neurons.outputs.files import OutputFile, check_output_path, run_metadata, write_json
 from critical_neurons.outputs.formats.build import ablation_summary_payload, critical_set_search
@@ -47,7 +47,7 @@ def stage2_runner(model_path: str, dtype: str, max_magnitude: float, allow_other
         text = ranking.payload.get("input_text")
         if not isinstance(text, str):
             raise UsageError("--rankings", f"{ranking.path} records no input_text to run stage 2 on", "write its X_critical.json with method/2_neuron_identification.py")
-        input_ids = encode_text(tokenizer, text, "--rankings", min_tokens=2, max_length=512)
+        input_ids = encode_text(tokenizer, text, "--rankings", min_tokens=2, max_length=TEST_TEXT_TOKENS)
         found = critical_prefix(model, input_ids, neuron_file.records, max_magnitude=max_magnitude)
         return critical_set_search(found)
 

@@ -20,7 +20,6 @@ Each part runs in a fresh process so its peak memory is its own:
 
 from __future__ import annotations
 
-import argparse
 import json
 import multiprocessing
 import os
@@ -339,7 +338,9 @@ def load_model_check(model_path: str) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    from critical_neurons.cli import ArgumentParser
+
+    parser = ArgumentParser(description=__doc__)
     parser.add_argument("--model_path", default=str(ROOT / "models" / "smollm2-135m"))
     parser.add_argument("--dtype", default="auto")
     parser.add_argument("--device_map", default=None)

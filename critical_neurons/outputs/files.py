@@ -170,9 +170,13 @@ def git_commit() -> str | None:
     return result.stdout.strip() or None if result.returncode == 0 else None
 
 
-def package_versions() -> dict[str, str | None]:
+RUNTIME_PACKAGES = ("torch", "transformers", "accelerate", "datasets")
+
+
+def package_versions(names: tuple[str, ...] = RUNTIME_PACKAGES) -> dict[str, str | None]:
+    """Installed versions of ``names`` (None where absent), with Python's under ``python``."""
     versions: dict[str, str | None] = {"python": platform.python_version()}
-    for name in ("torch", "transformers", "accelerate", "datasets"):
+    for name in names:
         try:
             versions[name] = importlib_metadata.version(name)
         except importlib_metadata.PackageNotFoundError:
