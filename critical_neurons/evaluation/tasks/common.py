@@ -60,14 +60,14 @@ def mean(values: Iterable[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
-def ratio(count: float, total: int) -> float | None:
-    """count / total, or None for an empty denominator (the authors' "meaningful" subsets can be empty)."""
-    return count / total if total else None
-
-
 def rate(details: Sequence[dict[str, Any]], key: str) -> float | None:
     """Fraction of samples whose ``key`` is truthy."""
     return mean(float(bool(detail.get(key))) for detail in details)
+
+
+def extraction_rate(details: Sequence[dict[str, Any]]) -> float | None:
+    """Fraction of samples from which an answer was read (``extracted_answer`` not None)."""
+    return mean(float(detail["extracted_answer"] is not None) for detail in details)
 
 
 def answer_letters(text: str, letters: str, lead: str = r"the\s+answer\s+is") -> list[str]:

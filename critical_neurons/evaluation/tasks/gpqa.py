@@ -13,7 +13,7 @@ from typing import Any
 
 from critical_neurons.evaluation.data import TEXT, load_rows, require_fields
 from critical_neurons.evaluation.reference import gpqa as reference
-from critical_neurons.evaluation.tasks.common import GenerativeTask, TaskDefaults, answer_letters, group_accuracy, is_meaningful, mean, rate
+from critical_neurons.evaluation.tasks.common import GenerativeTask, TaskDefaults, answer_letters, extraction_rate, group_accuracy, is_meaningful, rate
 
 logger = logging.getLogger(__name__)
 
@@ -133,7 +133,7 @@ def aggregate(details: list[dict[str, Any]]) -> dict[str, Any]:
         "strict_accuracy": rate(details, "is_strict_correct"),
         "total_correct": sum(detail["is_correct"] for detail in details),
         "total_questions": len(details),
-        "extraction_rate": mean(float(detail["extracted_answer"] is not None) for detail in details),
+        "extraction_rate": extraction_rate(details),
         "meaningful_response_rate": rate(details, "is_meaningful"),
         "subject_accuracies": group_accuracy(details, "subject"),
         "difficulty_accuracies": group_accuracy(details, "difficulty"),

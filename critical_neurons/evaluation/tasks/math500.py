@@ -18,7 +18,7 @@ from math_verify import parse, verify
 
 from critical_neurons.evaluation.data import TEXT, load_rows, require_fields
 from critical_neurons.evaluation.reference import math500 as reference
-from critical_neurons.evaluation.tasks.common import GenerativeTask, TaskDefaults, group_accuracy, is_meaningful, mean, rate
+from critical_neurons.evaluation.tasks.common import GenerativeTask, TaskDefaults, extraction_rate, group_accuracy, is_meaningful, mean, rate
 
 logger = logging.getLogger(__name__)
 
@@ -222,7 +222,7 @@ def aggregate(details: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "accuracy": rate(details, "is_correct"),
         "correct_count": sum(detail["is_correct"] for detail in details),
-        "extraction_rate": mean(float(detail["extracted_answer"] is not None) for detail in details),
+        "extraction_rate": extraction_rate(details),
         "boxed_rate": mean(float(detail["answer_source"] == "boxed") for detail in details),
         "answer_sources": {source: sum((detail["answer_source"] or "none") == source for detail in details) for source in (*ANSWER_SOURCES, "none")},
         "verification_timeouts": sum(detail["verdict"] == "timeout" for detail in details),

@@ -15,7 +15,7 @@ from typing import Any
 from critical_neurons.errors import UsageError
 from critical_neurons.evaluation.data import TEXT, load_rows, require_fields
 from critical_neurons.evaluation.reference import mgsm as reference
-from critical_neurons.evaluation.tasks.common import GenerativeTask, TaskDefaults, group_accuracy, is_meaningful, mean, rate
+from critical_neurons.evaluation.tasks.common import GenerativeTask, TaskDefaults, extraction_rate, group_accuracy, is_meaningful, rate
 
 HUB = "juletxara/mgsm"
 DEFAULTS = TaskDefaults("mgsm", "accuracy", ("accuracy", "strict_accuracy", "total_samples", "extraction_rate", "meaningful_response_rate"), max_length=2048, max_new_tokens=512, output_file="results/mgsm_results.json", reference_metric="reference.exact_match_accuracy")
@@ -111,7 +111,7 @@ def aggregate(details: list[dict[str, Any]]) -> dict[str, Any]:
         "accuracy": rate(details, "is_correct"),
         "strict_accuracy": rate(details, "is_strict_correct"),
         "total_correct": sum(detail["is_correct"] for detail in details),
-        "extraction_rate": mean(float(detail["extracted_answer"] is not None) for detail in details),
+        "extraction_rate": extraction_rate(details),
         "meaningful_response_rate": rate(details, "is_meaningful"),
         "language_accuracies": group_accuracy(details, "language"),
     }

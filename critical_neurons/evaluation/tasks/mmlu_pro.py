@@ -12,7 +12,7 @@ from typing import Any
 from critical_neurons.errors import UsageError
 from critical_neurons.evaluation.data import TEXT, load_rows, require_fields
 from critical_neurons.evaluation.reference import mmlu_pro as reference
-from critical_neurons.evaluation.tasks.common import GenerativeTask, TaskDefaults, answer_letters, group_accuracy, is_meaningful, mean, rate
+from critical_neurons.evaluation.tasks.common import GenerativeTask, TaskDefaults, answer_letters, extraction_rate, group_accuracy, is_meaningful, rate
 
 HUB = "TIGER-Lab/MMLU-Pro"
 DEFAULTS = TaskDefaults("mmlu_pro", "overall_accuracy", ("overall_accuracy", "total_correct", "total_questions", "extraction_rate", "meaningful_response_rate"), max_length=2048, max_new_tokens=50, output_file="results/mmlu_pro_results.json", reference_metric="reference.overall_accuracy")
@@ -87,7 +87,7 @@ def aggregate(details: list[dict[str, Any]]) -> dict[str, Any]:
         "overall_accuracy": rate(details, "is_correct"),
         "total_correct": sum(detail["is_correct"] for detail in details),
         "total_questions": len(details),
-        "extraction_rate": mean(float(detail["extracted_answer"] is not None) for detail in details),
+        "extraction_rate": extraction_rate(details),
         "meaningful_response_rate": rate(details, "is_meaningful"),
         "category_accuracies": group_accuracy(details, "category"),
     }
