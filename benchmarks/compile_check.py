@@ -61,7 +61,6 @@ def mlp_channels(model, count: int, seed: int) -> list[Channel]:
 def levels_check(model, tokenizer, batch: int, new_tokens: int) -> dict:
     texts = prompts(batch)
     cache_length = max(len(ids) for ids in tokenizer(texts)["input_ids"]) + new_tokens
-    compiled = static_cache_options(model, cache_length, compile=True)
     eager = {"disable_compile": True}
     levels = [("unmasked", []), ("folded_a", mlp_channels(model, 300, 0)), ("folded_b", mlp_channels(model, 300, 1)), ("restored", [])]
     graphs = None
@@ -70,7 +69,7 @@ def levels_check(model, tokenizer, batch: int, new_tokens: int) -> dict:
         with folded(model, channels):
             eager_tokens, eager_logits = greedy_logits(model, tokenizer, texts, new_tokens, eager)
             start = time.perf_counter()
-            tokens, logits = greedy_logits(model, tokenizer, texts, new_tokens, compiled)
+            tokens, logits = greedy_logits(model, tokenizer, texts, new_tokens, static_cache_options(model, batch, cache_length, compile=True))
             seconds = time.perf_counter() - start
         if graphs is None:
             graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]

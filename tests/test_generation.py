@@ -29,13 +29,24 @@ def llama(tiny_model_path):
 
 
 @pytest.mark.parametrize("family", ["llama", "gpt2", "gemma2"])
-def test_compiled_greedy_tokens_equal_the_eager_path(tiny_model_path, family):
-    """Static cache + compiled decode + a padded last batch (5 prompts in batches of 2) give today's tokens."""
+def test_compiled_greedy_tokens_equal_the_eager_path(tiny_model_path, family, monkeypatch):
+    """Static cache + compiled decode + a padded last batch (5 prompts in batches of 2) give today's tokens,
+    every batch decoding into the same cache tensors (new addresses would record the CUDA graph again)."""
     model, tokenizer = load_model(str(tiny_model_path(family)), "float32", None)
     eager = generate(model, tokenizer, PROMPTS, max_new_tokens=12, batch_size=2, progress=False)
+    caches = []
+    model_generate = model.generate
+
+    def recording_generate(**kwargs):
+        sequences = model_generate(**kwargs)
+        caches.append((id(kwargs["cache"]), kwargs["cache"].layers[0].keys.data_ptr()))
+        return sequences
+
+    monkeypatch.setattr(model, "generate", recording_generate)
     compiled = generate(model, tokenizer, PROMPTS, max_new_tokens=12, batch_size=2, compile=True, progress=False)
     assert compiled == eager
     assert len(set(eager)) > 1  # the prompts give different continuations: the order is checked too
+    assert len(caches) == 3 and len(set(caches)) == 1
 
 
 def _greedy_logits(model, tokenizer, **options) -> tuple[torch.Tensor, torch.Tensor]:
@@ -56,17 +67,18 @@ def test_one_compiled_model_follows_every_levels_folded_weights_and_their_restor
     """Compiled once, reused: each level's folded weights (edited in place) reach the compiled decode step,
     whose logits equal the eager folded model's; after the restore they are the unmasked ones again."""
     model, tokenizer = llama
-    compiled_options = generation.static_cache_options(model, 32, compile=True)
     levels = [
         [],
         [Channel("model.layers.0.mlp.down_proj", 3), Channel("model.layers.1.self_attn.o_proj", 5)],
         [Channel(f"model.layers.{layer}.mlp.down_proj", channel) for layer in (0, 1) for channel in range(0, 32, 2)],
         [],
     ]
-    first_unmasked = None
+    first_unmasked, caches = None, set()
     for index, channels in enumerate(levels):
         with folded(model, channels):
             eager_tokens, eager_logits = _greedy_logits(model, tokenizer, disable_compile=True)
+            compiled_options = generation.static_cache_options(model, 4, 32, compile=True)
+            caches.add(id(compiled_options["cache"]))
             tokens, logits = _greedy_logits(model, tokenizer, **compiled_options)
         if index == 0:
             graphs = _graphs()
@@ -79,6 +91,7 @@ def test_one_compiled_model_follows_every_levels_folded_weights_and_their_restor
     assert float((logits - first_unmasked).abs().max()) <= LOGIT_TOLERANCE * scale  # restored
     assert hasattr(model, "_compiled_call") and graphs >= 1  # the decode steps ran compiled
     assert _graphs() == graphs  # no level recompiled
+    assert len(caches) == 1  # every level decoded into the one emptied cache
 
 
 def _fake_out_of_memory(model, monkeypatch, fits: int) -> list[dict]:
@@ -109,14 +122,16 @@ def test_the_auto_probe_refuses_when_one_sequence_does_not_fit(llama, monkeypatc
         largest_batch(model, limit=4, prompt_length=30, cache_length=94, pad_token_id=tokenizer.pad_token_id)
 
 
-def test_auto_on_a_gpu_probes_with_the_longest_prompt_and_at_most_the_prompt_count(llama, monkeypatch):
+def test_auto_on_a_gpu_probes_with_the_longest_prompt_and_at_most_the_prompt_count_after_releasing_the_cache(llama, monkeypatch):
     model, tokenizer = llama
+    generation.static_cache_options(model, 2, 16, compile=False)  # an earlier run's cache, still held
     calls = _fake_out_of_memory(model, monkeypatch, fits=2)
     monkeypatch.setattr(generation, "_on_cuda_only", lambda model: True)
     settings = plan_generation(model, tokenizer, PROMPTS, max_new_tokens=7, batch_size="auto", compile="off")
     longest = max(len(ids) for ids in tokenizer(PROMPTS)["input_ids"])
     assert settings.batch_size == 2 and not settings.compile
     assert calls[0] == {"rows": len(PROMPTS), "prompt": longest, "cache": longest + 7}
+    assert model not in generation._run_caches  # released before the probe measured free memory
 
 
 def test_off_the_gpu_auto_uses_the_fixed_default_with_one_warning(llama, caplog):

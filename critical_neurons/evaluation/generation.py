@@ -2,8 +2,8 @@
 
 :func:`generate` is the one generation path of every generative evaluator. How it runs is fixed once
 per run by :func:`plan_generation`: the batch size (``auto`` on CUDA: the largest that fits in GPU
-memory) and whether the decode step is compiled. A compiled run keeps every shape static (a static
-KV cache of one length per run, every batch padded to the batch size), so the model compiles once
+memory) and whether the decode step is compiled. A compiled run keeps every shape and address static
+(one static KV cache per run, every batch padded to the batch size), so the model compiles once
 and serves every masking level: folded masks edit the weights in place, and the compiled graphs
 read the parameters at every call, so they see each level's weights (``tests/test_generation.py``).
 """
@@ -15,10 +15,11 @@ import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
+from weakref import WeakKeyDictionary
 
 import torch
 from tqdm.auto import tqdm
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import PreTrainedModel, PreTrainedTokenizerBase, StaticCache
 from transformers.generation.configuration_utils import CompileConfig
 
 from critical_neurons.errors import UsageError
@@ -64,18 +65,39 @@ def _on_cuda_only(model: PreTrainedModel) -> bool:
     return all(parameter.device.type == "cuda" for parameter in model.parameters())
 
 
-def static_cache_options(model: PreTrainedModel, cache_length: int, compile: bool) -> dict[str, Any]:
-    """``generate`` options for a static KV cache of ``cache_length`` tokens, decoded by a compiled forward or eagerly.
+def _compile_options(model: PreTrainedModel, compile: bool) -> dict[str, Any]:
+    """``generate`` options for a compiled decode step or an eager one.
 
     On CUDA the compiled decode step also replays as a CUDA graph (``reduce-overhead``); elsewhere
     (the CPU tests) inductor's default mode runs, which transformers compiles only when told to.
     """
-    options: dict[str, Any] = {"cache_implementation": "static", "max_cache_len": cache_length}
     if not compile:
-        return {**options, "disable_compile": True}
+        return {"disable_compile": True}
     config = CompileConfig(mode="reduce-overhead" if _on_cuda_only(model) else "default")
     config._compile_all_devices = True  # transformers' switch for compiling off CUDA
-    return {**options, "compile_config": config}
+    return {"compile_config": config}
+
+
+# One static KV cache per model, kept between calls: (rows, length, cache).
+_run_caches: WeakKeyDictionary[PreTrainedModel, tuple[int, int, StaticCache]] = WeakKeyDictionary()
+
+
+def static_cache_options(model: PreTrainedModel, batch_size: int, cache_length: int, compile: bool) -> dict[str, Any]:
+    """``generate`` options for one batch of ``batch_size`` rows on the model's static KV cache, emptied.
+
+    ``generate`` would allocate a new cache per call; a compiled decode step replayed as a CUDA graph
+    would then record again for every batch, since the cache's addresses are part of the graph. One
+    cache per model instead, reused by every batch and masking level, and replaced only when the
+    batch size changes or a call needs more than its length (it never shrinks, so alternating
+    prompt sets do not reallocate). Call once per ``generate`` call: the options carry the emptied cache.
+    """
+    rows, length, cache = _run_caches.get(model, (0, 0, None))
+    if cache is None or rows != batch_size or length < cache_length:
+        length = max(length, cache_length) if rows == batch_size else cache_length
+        cache = StaticCache(config=model.config, max_cache_len=length)
+        _run_caches[model] = (batch_size, length, cache)
+    cache.reset()
+    return {"cache": cache, **_compile_options(model, compile)}
 
 
 @torch.no_grad()
@@ -95,23 +117,25 @@ def generate(
     """Greedy continuations (generated part only, special tokens dropped), in prompt order.
 
     Prompts run longest first so each left-padded batch holds similar lengths. ``compile``: a static
-    KV cache as long as the longest prompt plus ``max_new_tokens`` and a compiled decode step; the
-    last batch is padded with copies of its last prompt to ``batch_size`` rows, so no shape changes
-    and nothing recompiles between batches or calls on the same prompts.
+    KV cache at least as long as the longest prompt plus ``max_new_tokens``, shared by every batch and
+    call (:func:`static_cache_options`), and a compiled decode step; the last batch is padded with
+    copies of its last prompt to ``batch_size`` rows, so no shape or address changes and nothing
+    recompiles or records again between batches or calls on the same prompts.
     """
     encoded = encode_prompts(tokenizer, prompts, max_input_length, chat_template)
     order = sorted(range(len(encoded)), key=lambda index: len(encoded[index]), reverse=True)
     device = model.get_input_embeddings().weight.device
     options: dict[str, Any] = {"max_new_tokens": max_new_tokens, "do_sample": False, "pad_token_id": tokenizer.pad_token_id}
-    if compile and encoded:
-        options.update(static_cache_options(model, len(encoded[order[0]]) + max_new_tokens, compile=True))
-    else:
+    if not compile:
         options["disable_compile"] = True  # a model whose generation config asks for a static cache compiles otherwise
+    cache_length = len(encoded[order[0]]) + max_new_tokens if encoded else 0
     outputs: list[str] = [""] * len(encoded)
     for start in tqdm(range(0, len(order), batch_size), desc=desc, disable=not progress):
         batch = order[start : start + batch_size]
         rows = batch + batch[-1:] * (batch_size - len(batch)) if compile else batch
         input_ids, attention_mask = pad_batch([encoded[index] for index in rows], tokenizer.pad_token_id, left=True)
+        if compile:
+            options.update(static_cache_options(model, batch_size, cache_length, compile=True))
         generated = model.generate(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device), **options)
         texts = tokenizer.batch_decode(generated[: len(batch), input_ids.shape[1] :], skip_special_tokens=True)
         for index, text in zip(batch, texts):
@@ -148,7 +172,9 @@ def _probe(model: PreTrainedModel, batch_size: int, prompt_length: int, cache_le
         min_new_tokens=2,
         do_sample=False,
         pad_token_id=pad_token_id,
-        **static_cache_options(model, cache_length, compile=False),
+        cache_implementation="static",  # a fresh cache per size tried, freed after it
+        max_cache_len=cache_length,
+        disable_compile=True,
     )
 
 
@@ -203,6 +229,7 @@ def plan_generation(
         size = DEFAULT_BATCH_SIZE
     else:
         longest = max(len(ids) for ids in encode_prompts(tokenizer, prompts, max_length, chat_template))
+        _run_caches.pop(model, None)  # an earlier run's cache would make the free memory look smaller
         limit = min(AUTO_BATCH_LIMIT, len(prompts))
         size = largest_batch(model, limit=limit, prompt_length=longest, cache_length=longest + max_new_tokens, pad_token_id=tokenizer.pad_token_id)
         logger.info("--batch_size auto: %d sequences of up to %d + %d tokens per batch", size, longest, max_new_tokens)
