@@ -39,7 +39,8 @@ def test_compiled_greedy_tokens_equal_the_eager_path(tiny_model_path, family, mo
 
     def recording_generate(**kwargs):
         sequences = model_generate(**kwargs)
-        caches.append((id(kwargs["cache"]), kwargs["cache"].layers[0].keys.data_ptr()))
+        cache = kwargs[generation.CACHE_ARGUMENT]
+        caches.append((id(cache), cache.layers[0].keys.data_ptr()))
         return sequences
 
     monkeypatch.setattr(model, "generate", recording_generate)
@@ -78,7 +79,7 @@ def test_one_compiled_model_follows_every_levels_folded_weights_and_their_restor
         with folded(model, channels):
             eager_tokens, eager_logits = _greedy_logits(model, tokenizer, disable_compile=True)
             compiled_options = generation.static_cache_options(model, 4, 32, compile=True)
-            caches.add(id(compiled_options["cache"]))
+            caches.add(id(compiled_options[generation.CACHE_ARGUMENT]))
             tokens, logits = _greedy_logits(model, tokenizer, **compiled_options)
         if index == 0:
             graphs = _graphs()

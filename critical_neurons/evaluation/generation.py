@@ -18,6 +18,7 @@ from typing import Any
 from weakref import WeakKeyDictionary
 
 import torch
+import transformers
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, StaticCache
 from transformers.generation.configuration_utils import CompileConfig
@@ -78,6 +79,10 @@ def _compile_options(model: PreTrainedModel, compile: bool) -> dict[str, Any]:
     return {"compile_config": config}
 
 
+# generate's argument for a cache object: ``cache`` since transformers 5.24 (``past_key_values`` still
+# works there, with a deprecation warning); a GPU host may carry an older transformers than requirements.txt.
+CACHE_ARGUMENT = "cache" if tuple(int(part) for part in transformers.__version__.split(".")[:2]) >= (5, 24) else "past_key_values"
+
 # One static KV cache per model, kept between calls: (rows, length, cache).
 _run_caches: WeakKeyDictionary[PreTrainedModel, tuple[int, int, StaticCache]] = WeakKeyDictionary()
 
@@ -97,7 +102,7 @@ def static_cache_options(model: PreTrainedModel, batch_size: int, cache_length: 
         cache = StaticCache(config=model.config, max_cache_len=length)
         _run_caches[model] = (batch_size, length, cache)
     cache.reset()
-    return {"cache": cache, **_compile_options(model, compile)}
+    return {CACHE_ARGUMENT: cache, **_compile_options(model, compile)}
 
 
 @torch.no_grad()
