@@ -95,6 +95,21 @@ def test_one_compiled_model_follows_every_levels_folded_weights_and_their_restor
     assert len(caches) == 1  # every level decoded into the one emptied cache
 
 
+def test_the_run_cache_is_kept_across_calls_grown_when_too_short_and_replaced_for_another_batch_size(llama):
+    model, _ = llama
+
+    def cache(rows: int, length: int):
+        return generation.static_cache_options(model, rows, length, compile=False)[generation.CACHE_ARGUMENT]
+
+    first = cache(3, 40)
+    assert cache(3, 20) is first  # shorter prompts: the same tensors
+    longer = cache(3, 50)
+    assert longer is not first and longer.layers[0].max_cache_len == 50
+    assert cache(3, 40) is longer  # it never shrinks
+    other_rows = cache(5, 40)
+    assert other_rows is not longer and other_rows.layers[0].max_cache_len == 40
+
+
 def _fake_out_of_memory(model, monkeypatch, fits: int) -> list[dict]:
     """model.generate raising out-of-memory above ``fits`` rows, recording what each probe asked for."""
     calls = []

@@ -83,8 +83,8 @@ def _compile_options(model: PreTrainedModel, compile: bool) -> dict[str, Any]:
 # works there, with a deprecation warning); a GPU host may carry an older transformers than requirements.txt.
 CACHE_ARGUMENT = "cache" if tuple(int(part) for part in transformers.__version__.split(".")[:2]) >= (5, 24) else "past_key_values"
 
-# One static KV cache per model, kept between calls: (rows, length, cache).
-_run_caches: WeakKeyDictionary[PreTrainedModel, tuple[int, int, StaticCache]] = WeakKeyDictionary()
+# One static KV cache per model, kept between calls: (rows, dtype and device, length, cache).
+_run_caches: WeakKeyDictionary[PreTrainedModel, tuple[int, tuple, int, StaticCache]] = WeakKeyDictionary()
 
 
 def static_cache_options(model: PreTrainedModel, batch_size: int, cache_length: int, compile: bool) -> dict[str, Any]:
@@ -93,14 +93,16 @@ def static_cache_options(model: PreTrainedModel, batch_size: int, cache_length: 
     ``generate`` would allocate a new cache per call; a compiled decode step replayed as a CUDA graph
     would then record again for every batch, since the cache's addresses are part of the graph. One
     cache per model instead, reused by every batch and masking level, and replaced only when the
-    batch size changes or a call needs more than its length (it never shrinks, so alternating
-    prompt sets do not reallocate). Call once per ``generate`` call: the options carry the emptied cache.
+    batch size, the model's dtype or device changes or a call needs more than its length (it never
+    shrinks, so alternating prompt sets do not reallocate). Call once per ``generate`` call: the
+    options carry the emptied cache.
     """
-    rows, length, cache = _run_caches.get(model, (0, 0, None))
-    if cache is None or rows != batch_size or length < cache_length:
-        length = max(length, cache_length) if rows == batch_size else cache_length
+    placement = (model.dtype, model.get_input_embeddings().weight.device)
+    rows, placed, length, cache = _run_caches.get(model, (0, None, 0, None))
+    if cache is None or (rows, placed) != (batch_size, placement) or length < cache_length:
+        length = max(length, cache_length) if (rows, placed) == (batch_size, placement) else cache_length
         cache = StaticCache(config=model.config, max_cache_len=length)
-        _run_caches[model] = (batch_size, length, cache)
+        _run_caches[model] = (batch_size, placement, length, cache)
     cache.reset()
     return {CACHE_ARGUMENT: cache, **_compile_options(model, compile)}
 
