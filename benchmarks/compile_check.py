@@ -69,7 +69,7 @@ def levels_check(model, tokenizer, batch: int, new_tokens: int) -> dict:
         with folded(model, channels):
             eager_tokens, eager_logits = greedy_logits(model, tokenizer, texts, new_tokens, eager)
             start = time.perf_counter()
-            tokens, logits = greedy_logits(model, tokenizer, texts, new_tokens, static_cache_options(model, batch, cache_length, compile=True))
+            tokens, logits = greedy_logits(model, tokenizer, texts, new_tokens, static_cache_options(model, batch, cache_length))
             seconds = time.perf_counter() - start
         if graphs is None:
             graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]

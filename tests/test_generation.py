@@ -78,7 +78,7 @@ def test_one_compiled_model_follows_every_levels_folded_weights_and_their_restor
     for index, channels in enumerate(levels):
         with folded(model, channels):
             eager_tokens, eager_logits = _greedy_logits(model, tokenizer, disable_compile=True)
-            compiled_options = generation.static_cache_options(model, 4, 32, compile=True)
+            compiled_options = generation.static_cache_options(model, 4, 32)
             caches.add(id(compiled_options[generation.CACHE_ARGUMENT]))
             tokens, logits = _greedy_logits(model, tokenizer, **compiled_options)
         if index == 0:
@@ -99,7 +99,7 @@ def test_the_run_cache_is_kept_across_calls_grown_when_too_short_and_replaced_fo
     model, _ = llama
 
     def cache(rows: int, length: int):
-        return generation.static_cache_options(model, rows, length, compile=False)[generation.CACHE_ARGUMENT]
+        return generation.run_cache(model, rows, length)
 
     first = cache(3, 40)
     assert cache(3, 20) is first  # shorter prompts: the same tensors
@@ -140,7 +140,7 @@ def test_the_auto_probe_refuses_when_one_sequence_does_not_fit(llama, monkeypatc
 
 def test_auto_on_a_gpu_probes_with_the_longest_prompt_and_at_most_the_prompt_count_after_releasing_the_cache(llama, monkeypatch):
     model, tokenizer = llama
-    generation.static_cache_options(model, 2, 16, compile=False)  # an earlier run's cache, still held
+    generation.run_cache(model, 2, 16)  # an earlier run's cache, still held
     calls = _fake_out_of_memory(model, monkeypatch, fits=2)
     monkeypatch.setattr(generation, "_on_cuda_only", lambda model: True)
     settings = plan_generation(model, tokenizer, PROMPTS, max_new_tokens=7, batch_size="auto", compile="off")

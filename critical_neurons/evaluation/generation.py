@@ -71,6 +71,7 @@ def _compile_options(model: PreTrainedModel, compile: bool) -> dict[str, Any]:
 
     On CUDA the compiled decode step also replays as a CUDA graph (``reduce-overhead``); elsewhere
     (the CPU tests) inductor's default mode runs, which transformers compiles only when told to.
+    Eager is said explicitly: a model whose generation config asks for a static cache compiles otherwise.
     """
     if not compile:
         return {"disable_compile": True}
@@ -83,28 +84,33 @@ def _compile_options(model: PreTrainedModel, compile: bool) -> dict[str, Any]:
 # works there, with a deprecation warning); a GPU host may carry an older transformers than requirements.txt.
 CACHE_ARGUMENT = "cache" if tuple(int(part) for part in transformers.__version__.split(".")[:2]) >= (5, 24) else "past_key_values"
 
-# One static KV cache per model, kept between calls: (rows, dtype and device, length, cache).
-_run_caches: WeakKeyDictionary[PreTrainedModel, tuple[int, tuple, int, StaticCache]] = WeakKeyDictionary()
+# One static KV cache per model, kept between calls: ((rows, dtype, device), length, cache).
+_run_caches: WeakKeyDictionary[PreTrainedModel, tuple[tuple, int, StaticCache]] = WeakKeyDictionary()
 
 
-def static_cache_options(model: PreTrainedModel, batch_size: int, cache_length: int, compile: bool) -> dict[str, Any]:
-    """``generate`` options for one batch of ``batch_size`` rows on the model's static KV cache, emptied.
+def run_cache(model: PreTrainedModel, batch_size: int, cache_length: int) -> StaticCache:
+    """The model's static KV cache for batches of ``batch_size`` rows and ``cache_length`` tokens, emptied.
 
     ``generate`` would allocate a new cache per call; a compiled decode step replayed as a CUDA graph
     would then record again for every batch, since the cache's addresses are part of the graph. One
     cache per model instead, reused by every batch and masking level, and replaced only when the
     batch size, the model's dtype or device changes or a call needs more than its length (it never
-    shrinks, so alternating prompt sets do not reallocate). Call once per ``generate`` call: the
-    options carry the emptied cache.
+    shrinks, so alternating prompt sets do not reallocate).
     """
-    placement = (model.dtype, model.get_input_embeddings().weight.device)
-    rows, placed, length, cache = _run_caches.get(model, (0, None, 0, None))
-    if cache is None or (rows, placed) != (batch_size, placement) or length < cache_length:
-        length = max(length, cache_length) if (rows, placed) == (batch_size, placement) else cache_length
+    shape = (batch_size, model.dtype, model.get_input_embeddings().weight.device)
+    held_shape, held_length, cache = _run_caches.get(model, (None, 0, None))
+    same_shape = held_shape == shape
+    if not same_shape or held_length < cache_length:
+        length = max(held_length, cache_length) if same_shape else cache_length
         cache = StaticCache(config=model.config, max_cache_len=length)
-        _run_caches[model] = (batch_size, placement, length, cache)
+        _run_caches[model] = (shape, length, cache)
     cache.reset()
-    return {CACHE_ARGUMENT: cache, **_compile_options(model, compile)}
+    return cache
+
+
+def static_cache_options(model: PreTrainedModel, batch_size: int, cache_length: int) -> dict[str, Any]:
+    """``generate`` options for one compiled batch: the emptied :func:`run_cache` and the compiled decode step."""
+    return {CACHE_ARGUMENT: run_cache(model, batch_size, cache_length), **_compile_options(model, True)}
 
 
 @torch.no_grad()
@@ -125,16 +131,14 @@ def generate(
 
     Prompts run longest first so each left-padded batch holds similar lengths. ``compile``: a static
     KV cache at least as long as the longest prompt plus ``max_new_tokens``, shared by every batch and
-    call (:func:`static_cache_options`), and a compiled decode step; the last batch is padded with
+    call (:func:`run_cache`), and a compiled decode step; the last batch is padded with
     copies of its last prompt to ``batch_size`` rows, so no shape or address changes and nothing
     recompiles or records again between batches or calls on the same prompts.
     """
     encoded = encode_prompts(tokenizer, prompts, max_input_length, chat_template)
     order = sorted(range(len(encoded)), key=lambda index: len(encoded[index]), reverse=True)
     device = model.get_input_embeddings().weight.device
-    options: dict[str, Any] = {"max_new_tokens": max_new_tokens, "do_sample": False, "pad_token_id": tokenizer.pad_token_id}
-    if not compile:
-        options["disable_compile"] = True  # a model whose generation config asks for a static cache compiles otherwise
+    options = {"max_new_tokens": max_new_tokens, "do_sample": False, "pad_token_id": tokenizer.pad_token_id, **_compile_options(model, compile)}
     cache_length = len(encoded[order[0]]) + max_new_tokens if encoded else 0
     outputs: list[str] = [""] * len(encoded)
     for start in tqdm(range(0, len(order), batch_size), desc=desc, disable=not progress):
@@ -142,7 +146,7 @@ def generate(
         rows = batch + batch[-1:] * (batch_size - len(batch)) if compile else batch
         input_ids, attention_mask = pad_batch([encoded[index] for index in rows], tokenizer.pad_token_id, left=True)
         if compile:
-            options.update(static_cache_options(model, batch_size, cache_length, compile=True))
+            options[CACHE_ARGUMENT] = run_cache(model, batch_size, cache_length)
         generated = model.generate(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device), **options)
         texts = tokenizer.batch_decode(generated[: len(batch), input_ids.shape[1] :], skip_special_tokens=True)
         for index, text in zip(batch, texts):
