@@ -27,8 +27,11 @@ import platform
 import resource
 import time
 from pathlib import Path
+from queue import Empty
 
 import torch
+
+from critical_neurons.errors import UsageError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -328,10 +331,18 @@ def _child(name: str, args: dict, queue) -> None:
     queue.put(PARTS[name](args))
 
 
+def part_result(name: str, process, queue) -> dict:
+    """The part's figures, or an error once its process has ended without them (its traceback is above)."""
+    while True:
+        try:
+            return queue.get(timeout=5)
+        except Empty:
+            if not process.is_alive():
+                raise RuntimeError(f"the {name} part ended without a result (exit code {process.exitcode}); see its error above") from None
+
+
 def load_model_check(model_path: str) -> None:
     """Fail with one line before spawning workers when the model cannot be found."""
-    from critical_neurons.errors import UsageError
-
     path = Path(model_path)
     if not (path / "config.json").is_file() and not (path.is_file() and path.suffix == ".gguf"):
         raise UsageError("--model_path", f"{model_path} is not a model folder or .gguf file", "run models/prepare_default_model.py or pass a model folder")
@@ -339,6 +350,7 @@ def load_model_check(model_path: str) -> None:
 
 def main() -> None:
     from critical_neurons.cli import ArgumentParser
+    from critical_neurons.evaluation.generation import COMPILE_CHOICES
 
     parser = ArgumentParser(description=__doc__)
     parser.add_argument("--model_path", default=str(ROOT / "models" / "smollm2-135m"))
@@ -352,10 +364,14 @@ def main() -> None:
     parser.add_argument("--throughput_prompts", type=int, default=64, help="prompts per fixed batch size in the generation paths table")
     parser.add_argument("--throughput_new_tokens", type=int, default=64)
     parser.add_argument("--throughput_repeats", type=int, default=1)
-    parser.add_argument("--compile", default="auto", choices=["auto", "on", "off"], help="the planned generation path's --compile")
+    parser.add_argument("--compile", default="auto", choices=COMPILE_CHOICES, help="the planned generation path's --compile")
     parser.add_argument("--parts", default=",".join(PARTS))
     parser.add_argument("--output", default=str(ROOT / "benchmarks" / "results.json"))
     args = parser.parse_args()
+    parts = args.parts.split(",")
+    unknown = [name for name in parts if name not in PARTS]
+    if unknown:
+        raise UsageError("--parts", f"unknown part {', '.join(unknown)}", f"use a comma-separated subset of {','.join(PARTS)}")
     load_model_check(args.model_path)
     settings = {key: value for key, value in vars(args).items() if key not in ("parts", "output")}
     report = {
@@ -371,11 +387,11 @@ def main() -> None:
         "settings": settings,
     }
     context = multiprocessing.get_context("spawn")
-    for name in args.parts.split(","):
+    for name in parts:
         queue = context.Queue()
         process = context.Process(target=_child, args=(name, settings, queue))
         process.start()
-        report[name] = queue.get()
+        report[name] = part_result(name, process, queue)
         process.join()
         print(name, json.dumps(report[name]), flush=True)
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
